@@ -1,0 +1,74 @@
+"""Arrow schemas of every table clipdedup writes.
+
+The schemas are the contract between stages (STYLE.md #7, #8): the embed stage
+writes `embeddings_schema(dim)`, the mine stage reads it, and every table a run
+publishes is written with one of the constants below, never inferred from the
+first record. All tables are plain Parquet that pandas, DuckDB and Hugging Face
+`datasets` read as-is.
+"""
+
+import pyarrow as pa
+
+#: Columns of the embeddings table, in order; `embedding` is appended per model.
+EMBEDDING_METADATA_FIELDS = [
+    pa.field("record_id", pa.string(), nullable=False),
+    pa.field("source_uri", pa.string(), nullable=False),
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("sha256", pa.string(), nullable=False),
+    pa.field("width", pa.int32(), nullable=False),
+    pa.field("height", pa.int32(), nullable=False),
+    pa.field("file_size", pa.int64(), nullable=False),
+    pa.field("model", pa.string(), nullable=False),
+]
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    """Schema of the embeddings table for vectors of `dim` float32 values."""
+    return pa.schema(
+        EMBEDDING_METADATA_FIELDS
+        + [pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False)]
+    )
+
+
+#: `duplicates` and `near_duplicates`: one row per unordered pair, a < b.
+PAIRS_SCHEMA = pa.schema(
+    [
+        pa.field("record_id_a", pa.string(), nullable=False),
+        pa.field("record_id_b", pa.string(), nullable=False),
+        pa.field("score", pa.float32(), nullable=False),
+    ]
+)
+
+#: `exact_duplicates`: each byte copy paired with the smallest record_id of
+#: its sha256 group (a star, so a group of k copies gives k - 1 rows).
+EXACT_DUPLICATES_SCHEMA = pa.schema(
+    [
+        pa.field("record_id_a", pa.string(), nullable=False),
+        pa.field("record_id_b", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+    ]
+)
+
+#: `errors`: one row per record (or whole shard) that could not be used.
+ERRORS_SCHEMA = pa.schema(
+    [
+        pa.field("record_id", pa.string()),  # null when a whole shard failed
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("key", pa.string()),
+        pa.field("stage", pa.string(), nullable=False),  # read / decode / embed
+        pa.field("reason", pa.string(), nullable=False),  # stable reason code
+        pa.field("message", pa.string(), nullable=False),
+    ]
+)
+
+#: `shards`: one status row per input file (tar shard, Parquet file, image file).
+SHARDS_SCHEMA = pa.schema(
+    [
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("input_kind", pa.string(), nullable=False),  # tar / parquet / image
+        pa.field("records_read", pa.int64(), nullable=False),
+        pa.field("images_found", pa.int64(), nullable=False),
+        pa.field("errors", pa.int64(), nullable=False),
+        pa.field("ended_cleanly", pa.bool_(), nullable=False),
+    ]
+)
