@@ -1,0 +1,89 @@
+"""All-pairs mining of an embeddings matrix: exact, approximate, or on Beam.
+
+    from transforms.mining import mine_pairs
+    pairs, stats = mine_pairs(embeddings, 0.90, mode="auto", block_size=4096)
+
+- `exact` (`exact.py`): blocked sgemm over the upper triangle; the pair set
+  equals brute force; cost grows as N^2.
+- `approximate` (`approximate.py`): k-means partitions, each mined against the
+  vectors that probe it; cost ~ N^1.5; recall measured on a sample and
+  returned in `stats`.
+- `distributed` (`distributed.py`): the Beam transform `MineDistributed`, for
+  when one machine is not enough; used by the pipeline, not by `mine_pairs`.
+- `auto`: exact below `approximate_min_n` rows, approximate from there on.
+
+Groups, keepers and the keep/drop manifest are in `groups.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from transforms.mining.pairs import Pairs, canonical_pairs, empty_pairs
+
+LOCAL_MODES = ("auto", "exact", "approximate")
+
+__all__ = ["Pairs", "canonical_pairs", "empty_pairs", "mine_pairs", "resolve_mode"]
+
+
+def resolve_mode(mode: str, n: int, approximate_min_n: int) -> str:
+    """The mode `auto` stands for at `n` rows; other modes are returned as-is."""
+    if mode == "auto":
+        return "approximate" if n >= approximate_min_n else "exact"
+    return mode
+
+
+def mine_pairs(
+    embeddings: np.ndarray,
+    threshold: float,
+    *,
+    mode: str = "auto",
+    block_size: int = 4096,
+    approximate_min_n: int = 200_000,
+    nlist: int = 0,
+    nprobe: int = 8,
+    recall_sample_size: int = 1000,
+    recall_target: float = 0.99,
+    seed: int = 0,
+) -> tuple[Pairs, dict[str, Any]]:
+    """All pairs `i < j` with score >= threshold, and a stats dict for summary.json.
+
+    Args:
+        embeddings: `[N, d]` float32, L2-normalised.
+        threshold: smallest score returned (the near-duplicate threshold).
+        mode: `exact`, `approximate` or `auto` (exact below `approximate_min_n`).
+        block_size: tile rows (exact) / query rows per matmul (approximate).
+        approximate_min_n: where `auto` switches to approximate.
+        nlist, nprobe, recall_sample_size, recall_target, seed: approximate
+            mode settings, see `approximate.mine_approximate`.
+
+    Returns:
+        `(pairs, stats)`. Exact runs report `recall_sampled: 1.0` by
+        construction (`recall_exact: true`); approximate runs report what
+        they measured.
+    """
+    if mode not in LOCAL_MODES:
+        raise ValueError(f"mine_pairs mode must be one of {LOCAL_MODES}, got {mode!r} "
+                         "(distributed mining runs as the Beam transform MineDistributed)")
+    n = int(embeddings.shape[0])
+    chosen = resolve_mode(mode, n, approximate_min_n)
+    if chosen == "approximate":
+        from transforms.mining.approximate import mine_approximate
+
+        pairs, stats = mine_approximate(
+            embeddings, threshold, nlist=nlist, nprobe=nprobe, block_size=block_size,
+            recall_sample_size=recall_sample_size, recall_target=recall_target, seed=seed)
+    else:
+        from transforms.mining.exact import mine_exact
+
+        t = time.perf_counter()
+        pairs = mine_exact(embeddings, threshold, block_size)
+        stats = {"mode": "exact", "n": n, "threshold": float(threshold),
+                 "block_size": int(block_size), "pairs_found": int(len(pairs)),
+                 "recall_sampled": 1.0, "recall_exact": True,
+                 "mine_s": time.perf_counter() - t}
+    stats["mode_requested"] = mode
+    return pairs, stats
