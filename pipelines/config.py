@@ -39,6 +39,18 @@ class Config:
     near_duplicate_threshold: float = 0.90
     mode: str = "auto"
     block_size: int = 4096
+    # Mining, per mode (transforms/mining/). auto: exact below approximate_min_n rows.
+    approximate_min_n: int = 200_000
+    nlist: int = 0  # approximate/distributed partitions; 0 = auto (sqrt(nprobe*N) / N/partition_size)
+    nprobe: int = 8  # approximate: partitions each vector is compared against
+    partitions_per_vector: int = 2  # distributed: nearest centroids each vector is sent to
+    partition_size: int = 20_000  # distributed, nlist 0: target vectors per partition
+    recall_sample_size: int = 1000  # rows searched exactly to measure recall (0 = skip)
+    recall_target: float = 0.99  # lower sampled recall is flagged in summary.json
+    mining_seed: int = 0  # k-means and sampling seed (same seed, same pairs)
+    # Groups and the keep/drop manifest.
+    keeper_rule: str = "-area,-file_size,record_id"  # fields: area,width,height,file_size,record_id
+    drop_near_duplicates: bool = True  # False: only exact copies and duplicates are dropped
 
     # Outputs.
     output: str = "out"
@@ -57,6 +69,13 @@ class Config:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.batch_size < 1 or self.block_size < 1:
             raise ValueError("batch_size and block_size must be positive")
+        if min(self.nprobe, self.partitions_per_vector, self.partition_size) < 1 or self.nlist < 0:
+            raise ValueError("nprobe, partitions_per_vector, partition_size must be positive, nlist >= 0")
+        if self.recall_sample_size < 0 or not 0.0 <= self.recall_target <= 1.0:
+            raise ValueError("recall_sample_size must be >= 0 and recall_target within [0, 1]")
+        from transforms.mining.groups import parse_keeper_rule
+
+        parse_keeper_rule(self.keeper_rule)  # raises on unknown fields
         if not 0.0 <= self.max_error_fraction <= 1.0:
             raise ValueError("max_error_fraction must be within [0, 1]")
 
