@@ -1,0 +1,61 @@
+"""Stage 1 as a Beam graph: image files -> embeddings, errors, shards, exact copies.
+
+    MatchInputs -> IndexRecords (ids + sha256 only) -> FindByteCopies
+                -> ReadImages -> SkipByteCopies -> DecodeImages -> EmbedImages
+    errors of every stage -> WriteErrors; shard status -> WriteShards
+
+Files are read twice: a cheap index pass (hashing, no bytes kept) finds byte
+copies, so the embedding pass decodes and embeds each distinct image once
+while streaming with bounded memory. `build_pipeline` returns the unrun
+pipeline; `pipelines.jobs` runs it inside a run folder.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.config import Config
+from transforms import schemas
+from transforms.byte_copies import FindByteCopies, SkipByteCopies
+from transforms.decode import DecodeImages
+from transforms.embed import EmbedImages, SentenceTransformerImageHandler
+from transforms.read import MatchInputs, ReadRecords
+from transforms.write import WriteTable
+
+EMBEDDINGS, ERRORS, SHARDS, EXACT_DUPLICATES = (
+    "embeddings", "errors", "shards", "exact_duplicates")
+
+
+def build_pipeline(config: Config, staging: str, embedding_dim: int,
+                   options: PipelineOptions | None = None,
+                   image_size: int = 224) -> beam.Pipeline:
+    """The unrun embed pipeline writing its tables below `staging`."""
+    p = beam.Pipeline(options=options or PipelineOptions([]))
+    files = p | "MatchInputs" >> MatchInputs(config.inputs)
+
+    index = files | "IndexRecords" >> ReadRecords(
+        config.image_column, config.key_column, with_data=False, report=True)
+    exact_pairs = index.records | "FindByteCopies" >> FindByteCopies()
+
+    records = (files
+               | "ReadImages" >> ReadRecords(config.image_column, config.key_column,
+                                             with_data=True, report=False)
+               ).records
+    decoded = (records
+               | "SkipByteCopies" >> SkipByteCopies(exact_pairs)
+               | "DecodeImages" >> DecodeImages(image_size, config.max_image_pixels))
+    handler = SentenceTransformerImageHandler(config.model, config.device, config.batch_size)
+    embeddings, embed_errors = decoded.images | "EmbedImages" >> EmbedImages(
+        handler, config.model)
+
+    shards = config.num_output_shards
+    _ = embeddings | "WriteEmbeddings" >> WriteTable(
+        staging, EMBEDDINGS, schemas.embeddings_schema(embedding_dim), shards)
+    _ = exact_pairs | "WriteExactDuplicates" >> WriteTable(
+        staging, EXACT_DUPLICATES, schemas.EXACT_DUPLICATES_SCHEMA, 1)
+    _ = ((index.errors, decoded.errors, embed_errors)
+         | "AllErrors" >> beam.Flatten()
+         | "WriteErrors" >> WriteTable(staging, ERRORS, schemas.ERRORS_SCHEMA, 1))
+    _ = index.shards | "WriteShards" >> WriteTable(staging, SHARDS, schemas.SHARDS_SCHEMA, 1)
+    return p

@@ -1,0 +1,177 @@
+"""Runs the stages inside a run folder, checks the numbers, publishes.
+
+`execute` is what `clipdedup run`, `embed` and `mine` call: it builds the Beam
+graphs of `embed_pipeline` and/or `mine_pipeline`, runs them on the runner the
+Beam flags name, checks conservation and the error budget, merges the small
+tables into single Parquet files and publishes `<output>/<run_id>/` with
+`summary.json`, then `_SUCCESS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import platform
+import time
+
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipelines import checks, embed_pipeline, mine_pipeline
+from pipelines.config import Config
+from pipelines.run_folder import RunFolder, read_table
+from pipelines.stand_in import is_stand_in
+from transforms import schemas
+from transforms.embed import KNOWN_DIMS, is_remote, local_model_dim
+
+log = logging.getLogger("clipdedup")
+
+VERSION = "0.1.0"
+DEFAULT_RUNNER = "DirectRunner"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    dim: int
+    is_stand_in: bool
+
+
+def resolve_model(config: Config) -> ModelInfo:
+    """Embedding width and stand-in status, without loading weights when avoidable."""
+    name = config.model
+    local = not is_remote(name) and os.path.isdir(name)
+    dim = config.embedding_dim or (local_model_dim(name) if local else KNOWN_DIMS.get(name))
+    if dim is None:  # an unknown hub model: ask it
+        import numpy as np
+
+        from transforms.embed import SentenceTransformerImageHandler
+        handler = SentenceTransformerImageHandler(name, "cpu")
+        probe = handler.run_inference([np.zeros((224, 224, 3), np.uint8)], handler.load_model())
+        dim = len(probe[0].inference)
+    return ModelInfo(name, int(dim), local and is_stand_in(name))
+
+
+def default_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def pipeline_options(beam_args: list[str]) -> PipelineOptions:
+    """Beam options from the pass-through flags; never re-reads sys.argv."""
+    options = PipelineOptions(list(beam_args))
+    if not options.view_as(StandardOptions).runner:
+        options.view_as(StandardOptions).runner = DEFAULT_RUNNER
+    return options
+
+
+def _run(pipeline) -> None:
+    result = pipeline.run()
+    result.wait_until_finish()
+
+
+def _ids(table: pa.Table, column: str) -> pa.Array:
+    return table.column(column).combine_chunks() if table.num_rows else pa.array([], pa.string())
+
+
+def _embed(config: Config, folder: RunFolder, options: PipelineOptions, summary: dict) -> str:
+    model = resolve_model(config)
+    summary.update(model=model.name, model_is_stand_in=model.is_stand_in,
+                   embedding_dim=model.dim)
+    if model.is_stand_in:
+        log.warning("MODEL IS A STAND-IN: %s has random weights, not the real clip-ViT-B-32; "
+                    "its duplicate tables are not meaningful for real data", model.name)
+    started = time.monotonic()
+    _run(embed_pipeline.build_pipeline(config, folder.staging, model.dim, options))
+    summary["timings"]["embed_seconds"] = round(time.monotonic() - started, 3)
+
+    for table, schema in ((embed_pipeline.ERRORS, schemas.ERRORS_SCHEMA),
+                          (embed_pipeline.SHARDS, schemas.SHARDS_SCHEMA),
+                          (embed_pipeline.EXACT_DUPLICATES, schemas.EXACT_DUPLICATES_SCHEMA)):
+        folder.merge_parts(table, schema)
+    shards = read_table(folder.path("shards.parquet"))
+    errors = read_table(folder.path("errors.parquet"))
+    exact = read_table(folder.path("exact_duplicates.parquet"))
+    embedded = read_table(folder.path(embed_pipeline.EMBEDDINGS), columns=["record_id"])
+    counts = checks.check_conservation(shards, _ids(embedded, "record_id"),
+                                       _ids(exact, "record_id_b"), errors)
+    checks.check_error_budget(shards, counts["records_read"], counts["record_errors"],
+                              config.max_error_fraction)
+    summary["counts"].update(
+        counts, files=shards.num_rows,
+        shards_not_ended_cleanly=shards.num_rows - int(sum(shards.column("ended_cleanly")
+                                                           .to_pylist())),
+        errors_by_stage=checks.count_by(errors, "stage"),
+        errors_by_reason=checks.count_by(errors, "reason"))
+    return FileSystems.join(folder.staging, embed_pipeline.EMBEDDINGS, "*.parquet")
+
+
+def _mine(config: Config, embeddings: str, folder: RunFolder, options: PipelineOptions,
+          summary: dict) -> None:
+    started = time.monotonic()
+    _run(mine_pipeline.build_pipeline(config, embeddings, folder.staging, options))
+    summary["timings"]["mine_seconds"] = round(time.monotonic() - started, 3)
+    for table in (mine_pipeline.DUPLICATES, mine_pipeline.NEAR_DUPLICATES):
+        folder.merge_parts(table, schemas.PAIRS_SCHEMA)
+    stats = mine_pipeline.read_stats(folder.staging)
+    FileSystems.delete([FileSystems.join(folder.staging, mine_pipeline.MINE_STATS + ".json")])
+    summary["mining"] = stats
+    summary["counts"].update(duplicates=stats["duplicates"],
+                             near_duplicates=stats["near_duplicates"])
+
+
+def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: bool = True,
+            embeddings: str | None = None, overwrite: bool = False) -> dict:
+    """Runs the chosen stages into a new run folder and publishes it.
+
+    Args:
+        config: domain settings.
+        beam_args: flags for Beam's PipelineOptions (runner, Dataflow, ...).
+        embed / mine: which stages to run.
+        embeddings: an existing embeddings table (file, folder or glob) when
+            only `mine` runs.
+        overwrite: replace a published run folder of the same run_id.
+
+    Returns:
+        The summary written to `summary.json`, with `run_folder` added.
+    """
+    if not config.output:
+        raise ValueError("no output given: pass --output (a folder or gs:// prefix)")
+    if mine and not embed and not embeddings:
+        raise ValueError("mine needs --embeddings (a Parquet file, folder or glob)")
+    options = pipeline_options(beam_args)
+    folder = RunFolder(config.output, config.run_id or default_run_id())
+    folder.start(overwrite)
+    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    summary: dict = {
+        "clipdedup_version": VERSION, "run_id": folder.run_id, "started_at": started_at,
+        "runner": options.view_as(StandardOptions).runner, "python": platform.python_version(),
+        "stages": [s for s, on in (("embed", embed), ("mine", mine)) if on],
+        "duplicate_threshold": config.duplicate_threshold,
+        "near_duplicate_threshold": config.near_duplicate_threshold,
+        "config": config.to_dict(), "counts": {}, "timings": {},
+    }
+    started = time.monotonic()
+    log.info("run %s: staging in %s", folder.run_id, folder.staging)
+    if embed:
+        embeddings = _embed(config, folder, options, summary)
+    elif embeddings:
+        summary["embeddings_source"] = embeddings
+        embeddings = _as_pattern(embeddings)
+    if mine:
+        _mine(config, embeddings, folder, options, summary)
+    summary["timings"]["total_seconds"] = round(time.monotonic() - started, 3)
+    summary["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    summary["run_folder"] = folder.publish(summary, overwrite)
+    return summary
+
+
+def _as_pattern(path: str) -> str:
+    """A file, folder or glob of embeddings Parquet files -> a glob."""
+    if any(c in path for c in "*?["):
+        return path
+    if path.endswith(".parquet") and not (not is_remote(path) and os.path.isdir(path)):
+        return path
+    return FileSystems.join(path.rstrip("/"), "*.parquet")

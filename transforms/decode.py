@@ -1,0 +1,181 @@
+"""Stage 2: decode image bytes into the model's input pixels.
+
+`decode_image` turns encoded bytes into a uint8 [S, S, 3] RGB array the way
+CLIP's processor does (shortest side resized to S with bicubic filtering, then
+a centre crop), after making the image safe and faithful:
+
+- formats are restricted to an allow-list (`Image.open(formats=...)`);
+- the pixel count is checked from the header, before any pixel is allocated
+  (`too_large`), and Pillow's decompression-bomb warning is an error;
+- JPEGs are decoded at reduced scale with libjpeg's draft mode when they are
+  much larger than S (fast, and still at least S pixels on the short side);
+- `load()` is always called (a truncated JPEG opens fine and fails there);
+- EXIF orientation is applied, 16-bit images are scaled (not clipped), and
+  transparency is composited on a fixed white background;
+- animated images use frame 0.
+
+Failures raise `DecodeError` with a stable reason code; `DecodeImages` sends
+them to its `errors` output. Only bytes already in memory are decoded here,
+so any exception is about the data, never about storage.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import apache_beam as beam
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from transforms import records as R
+from transforms.metrics import counter
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+BACKGROUND = (255, 255, 255)
+
+# Signatures of formats we recognise but do not decode (never hand them to
+# Pillow's open-everything path: EPS would start Ghostscript).
+_UNSUPPORTED_SIGNATURES = (
+    (b"%PDF", "PDF"), (b"%!PS", "PostScript"), (b"8BPS", "PSD"), (b"\x00\x00\x01\x00", "ICO"),
+    (b"<svg", "SVG"), (b"<?xml", "SVG/XML"), (b"\xff\x0a", "JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
+)
+_FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"avif": "AVIF",
+                b"msf1": "HEIF"}
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class DecodeError(Exception):
+    """An image that cannot be used, with its stable `reason` code."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+def _unsupported_format(data: bytes) -> str | None:
+    head = data[:64].lstrip()
+    for signature, name in _UNSUPPORTED_SIGNATURES:
+        if head.startswith(signature):
+            return name
+    if data[4:8] == b"ftyp":
+        return _FTYP_BRANDS.get(data[8:12], "ISO-BMFF")
+    return None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB without clipping 16-bit data or exposing colour under transparency."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if arr.max(initial=0) > 255 or img.mode.startswith("I;16") else 255.0
+        arr = np.clip(arr, 0, top) * (255.0 / top)
+        return Image.fromarray(np.round(arr).astype(np.uint8), "L").convert("RGB")
+    if img.mode == "F":
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        lo, hi = arr.min(initial=0), arr.max(initial=0)
+        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(arr.astype(np.uint8), "L").convert("RGB")
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        img.mode in ("P", "L", "RGB") and "transparency" in img.info)
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _resize_and_crop(img: Image.Image, size: int) -> Image.Image:
+    """CLIP preprocessing geometry: shortest side to `size`, then centre crop."""
+    w, h = img.size
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    if (new_w, new_h) != (w, h):
+        img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def decode_image(data: bytes, size: int = 224, max_pixels: int = 89_478_485
+                 ) -> tuple[np.ndarray, int, int]:
+    """Decodes `data` into (pixels uint8 [size, size, 3], width, height).
+
+    `width`/`height` are the original image's, after EXIF orientation.
+
+    Raises:
+        DecodeError: with reason empty_file, unsupported_format, unidentified,
+            too_large, truncated or corrupt.
+    """
+    if not data:
+        raise DecodeError(R.EMPTY_FILE, "zero bytes")
+    unsupported = _unsupported_format(data)
+    if unsupported:
+        raise DecodeError(R.UNSUPPORTED_FORMAT, f"{unsupported} images are not decoded")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            except UnidentifiedImageError as exc:
+                raise DecodeError(R.UNIDENTIFIED, str(exc)) from None
+            w, h = img.size
+            if w <= 0 or h <= 0 or w * h > max_pixels:
+                raise DecodeError(R.TOO_LARGE, f"{w}x{h} exceeds the cap of {max_pixels} pixels")
+            if img.format == "JPEG":
+                img.draft("RGB" if img.mode == "RGB" else None, (size, size))
+            img.load()
+            try:
+                orientation = img.getexif().get(0x0112, 1)
+                img = ImageOps.exif_transpose(img)
+                if orientation in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
+                    w, h = h, w
+            except Exception:  # noqa: BLE001 - malformed EXIF: keep pixels as stored
+                counter("exif_unreadable").inc()
+            pixels = np.asarray(_resize_and_crop(_to_rgb(img), size), dtype=np.uint8)
+    except DecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError(R.TOO_LARGE, str(exc)) from None
+    except OSError as exc:
+        reason = R.TRUNCATED if "truncated" in str(exc).lower() else R.CORRUPT
+        raise DecodeError(reason, f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many classes on fuzzed bytes
+        raise DecodeError(R.CORRUPT, f"{type(exc).__name__}: {exc}") from None
+    if pixels.shape != (size, size, 3):
+        raise DecodeError(R.CORRUPT, f"decoded to unexpected shape {pixels.shape}")
+    return pixels, w, h
+
+
+class _DecodeFn(beam.DoFn):
+    def __init__(self, size: int, max_pixels: int):
+        self._size = size
+        self._max_pixels = max_pixels
+
+    def process(self, record: R.ImageRecord):
+        try:
+            pixels, w, h = decode_image(record.data, self._size, self._max_pixels)
+        except DecodeError as exc:
+            counter("decode_failed").inc()
+            yield beam.pvalue.TaggedOutput(
+                "errors", R.record_error(record, R.DECODE, exc.reason, exc.message))
+            return
+        counter("decoded").inc()
+        yield R.DecodedImage(record.without_data(), w, h, pixels)
+
+
+class DecodeImages(beam.PTransform):
+    """`ImageRecord` -> `DecodedImage` (main) and error rows (`errors`).
+
+    Args:
+        size: side S of the square model input (224 for ViT-B/32).
+        max_pixels: images with more pixels are rejected as `too_large`.
+    """
+
+    def __init__(self, size: int = 224, max_pixels: int = 89_478_485):
+        super().__init__()
+        self._fn = _DecodeFn(size, max_pixels)
+
+    def expand(self, records: beam.PCollection[R.ImageRecord]):
+        return records | "Decode" >> beam.ParDo(self._fn).with_outputs("errors", main="images")

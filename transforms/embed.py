@@ -1,0 +1,161 @@
+"""Stage 3: embed decoded images with a sentence-transformers CLIP model.
+
+`SentenceTransformerImageHandler` is a Beam `ModelHandler` around
+`sentence_transformers.SentenceTransformer(model_name_or_path)`: a hub name
+(`clip-ViT-B-32`), a local folder, or a `gs://`/`s3://` folder that is copied
+to local disk in `load_model`. `EmbedImages` runs it through `RunInference`
+wrapped in `KeyedModelHandler`, so each vector stays paired with its record;
+a batch that fails inference becomes one error row per record
+(`stage=embed`, `reason=inference_failed`) instead of failing the job.
+Vectors are L2-normalised float32.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from typing import Any, Iterable, Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import (KeyedModelHandler, ModelHandler, PredictionResult,
+                                           RunInference)
+
+from transforms import records as R
+from transforms.metrics import Progress, counter
+
+log = logging.getLogger(__name__)
+
+# Vector sizes of well-known models, so a launcher need not download a model
+# to learn the width of the embeddings table.
+KNOWN_DIMS = {"clip-ViT-B-32": 512, "clip-ViT-B-16": 512, "clip-ViT-L-14": 768,
+              "sentence-transformers/clip-ViT-B-32": 512,
+              "sentence-transformers/clip-ViT-B-16": 512,
+              "sentence-transformers/clip-ViT-L-14": 768}
+
+
+def is_remote(path: str) -> bool:
+    return FileSystems.get_scheme(path) not in (None, "file")
+
+
+def copy_model_to_local(remote_dir: str, local_dir: str) -> str:
+    """Copies every file below `remote_dir` (gs://, s3://...) into `local_dir`."""
+    prefix = remote_dir.rstrip("/") + "/"
+    matches = FileSystems.match([prefix + "**"])[0].metadata_list
+    if not matches:
+        raise FileNotFoundError(f"no model files under {remote_dir}")
+    for meta in matches:
+        target = os.path.join(local_dir, meta.path[len(prefix):])
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with FileSystems.open(meta.path) as src, open(target, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+    return local_dir
+
+
+def local_model_dim(path: str) -> int | None:
+    """The embedding width read from a local sentence-transformers CLIP folder."""
+    for config in ("config.json", os.path.join("0_CLIPModel", "config.json")):
+        try:
+            with open(os.path.join(path, config), encoding="utf-8") as f:
+                dim = json.load(f).get("projection_dim")
+        except (OSError, ValueError):
+            continue
+        if dim:
+            return int(dim)
+    return None
+
+
+class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
+    """RunInference handler: uint8 [S, S, 3] pixels -> unit float32 vectors."""
+
+    def __init__(self, model_name_or_path: str, device: str = "cpu", batch_size: int = 32):
+        super().__init__()
+        self._model = model_name_or_path
+        self._device = device
+        self._batch_size = batch_size
+
+    def load_model(self):
+        from sentence_transformers import SentenceTransformer
+
+        path = self._model
+        if is_remote(path):
+            path = copy_model_to_local(path, tempfile.mkdtemp(prefix="clipdedup-model-"))
+        log.info("loading model %s on %s", self._model, self._device)
+        return SentenceTransformer(path, device=self._device)
+
+    def run_inference(self, batch: Sequence[np.ndarray], model,
+                      inference_args: dict[str, Any] | None = None
+                      ) -> Iterable[PredictionResult]:
+        from PIL import Image
+
+        images = [Image.fromarray(pixels) for pixels in batch]
+        vectors = model.encode(images, batch_size=len(images), convert_to_numpy=True,
+                               normalize_embeddings=True, show_progress_bar=False)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        return [PredictionResult(x, v) for x, v in zip(batch, vectors)]
+
+    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+        return sum(x.nbytes for x in batch)
+
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        return {"min_batch_size": 1, "max_batch_size": self._batch_size}
+
+    def get_metrics_namespace(self) -> str:
+        return "clipdedup_inference"
+
+
+def _meta(image: R.DecodedImage) -> tuple:
+    r = image.record
+    return (r.record_id, r.source_uri, r.key, r.sha256, image.width, image.height, r.file_size)
+
+
+class _ToEmbeddingRowFn(beam.DoFn):
+    def __init__(self, model_name: str):
+        self._model_name = model_name
+        self._progress = None
+
+    def setup(self):
+        self._progress = Progress("embed")
+
+    def process(self, keyed: tuple[tuple, PredictionResult]):
+        (record_id, source_uri, key, sha256, width, height, file_size), result = keyed
+        counter("embedded").inc()
+        self._progress.add()
+        yield {"record_id": record_id, "source_uri": source_uri, "key": key, "sha256": sha256,
+               "width": width, "height": height, "file_size": file_size,
+               "model": self._model_name, "embedding": result.inference.tolist()}
+
+
+def _failed_batch_to_errors(failure):
+    batch, (exc_type, exc_repr, _traceback) = failure
+    for (record_id, source_uri, key, *_), _pixels in batch:
+        counter("embed_failed").inc()
+        yield R.error_row(R.EMBED, R.INFERENCE_FAILED, exc_repr, source_uri=source_uri,
+                          record_id=record_id, key=key)
+
+
+class EmbedImages(beam.PTransform):
+    """`DecodedImage` -> embeddings rows (main) and error rows (`errors`).
+
+    Rows follow `schemas.embeddings_schema(dim)`; `model` is the name the
+    user gave, so tables from different models never mix unnoticed.
+    """
+
+    def __init__(self, handler: ModelHandler, model_name: str):
+        super().__init__()
+        self._handler = handler
+        self._model_name = model_name
+
+    def expand(self, images: beam.PCollection[R.DecodedImage]):
+        results, dlq = (
+            images
+            | "KeyByRecord" >> beam.Map(lambda im: (_meta(im), im.pixels))
+            | "RunInference" >> RunInference(KeyedModelHandler(self._handler))
+            .with_exception_handling())
+        rows = results | "ToRows" >> beam.ParDo(_ToEmbeddingRowFn(self._model_name))
+        errors = dlq.failed_inferences | "FailedBatches" >> beam.FlatMap(_failed_batch_to_errors)
+        return rows, errors

@@ -1,0 +1,120 @@
+"""Stage 5: mine the embeddings table for duplicate and near-duplicate pairs.
+
+`MinePairs` takes the uri pattern of an embeddings table (the contract with
+the embed stage, `schemas.embeddings_schema`), loads ids and vectors in one
+worker, runs `transforms.mining.mine_pairs` down to the near-duplicate
+threshold, and emits Arrow tables on two outputs:
+
+- `duplicates`: score >= duplicate_threshold;
+- `near_duplicates`: near_duplicate_threshold <= score < duplicate_threshold;
+
+plus a `stats` output (one dict: mode, counts, timings) for `summary.json`.
+Rows have `record_id_a < record_id_b`. Any table of the embeddings schema
+works, including one made by another tool.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.metrics import counter
+from transforms.schemas import PAIRS_SCHEMA
+
+log = logging.getLogger(__name__)
+
+DUPLICATES, NEAR_DUPLICATES, STATS = "duplicates", "near_duplicates", "stats"
+ROWS_PER_TABLE = 1 << 20
+
+
+class EmbeddingsTableError(ValueError):
+    """The embeddings table is missing or not of the embeddings schema."""
+
+
+def load_embeddings(pattern: str) -> tuple[np.ndarray, np.ndarray]:
+    """Reads (record_ids sorted ascending, unit float32 vectors [N, d]) from Parquet files."""
+    files = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    if not files:
+        raise EmbeddingsTableError(f"no embeddings files match {pattern}")
+    tables = []
+    for path in files:
+        with FileSystems.open(path) as f:
+            table = pq.read_table(f, columns=None)
+        missing = {"record_id", "embedding"} - set(table.column_names)
+        vtype = table.schema.field("embedding").type if "embedding" in table.column_names else None
+        if missing or not (pa.types.is_fixed_size_list(vtype) or pa.types.is_list(vtype)):
+            raise EmbeddingsTableError(
+                f"{path}: expected columns record_id and embedding (list<float32>), "
+                f"got {table.schema}")
+        tables.append(table.select(["record_id", "embedding"]))
+    table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    table = table.sort_by("record_id")
+    ids = table.column("record_id").to_numpy(zero_copy_only=False).astype(object)
+    if len(ids) != len(set(ids)):
+        raise EmbeddingsTableError("record_id values in the embeddings table are not unique")
+    emb = table.column("embedding").combine_chunks()
+    dim = emb.type.list_size if pa.types.is_fixed_size_list(emb.type) else None
+    flat = emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    if dim is None:
+        dim = len(flat) // max(len(table), 1)
+    vectors = flat.reshape(len(table), dim) if len(table) else np.zeros((0, dim), np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = vectors / np.where(norms > 0, norms, 1.0)  # cosine, as the reference recipe
+    return ids, np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _pair_tables(ids: np.ndarray, i: np.ndarray, j: np.ndarray, score: np.ndarray):
+    for start in range(0, len(i), ROWS_PER_TABLE):
+        sl = slice(start, start + ROWS_PER_TABLE)
+        yield pa.table({"record_id_a": pa.array(ids[i[sl]], pa.string()),
+                        "record_id_b": pa.array(ids[j[sl]], pa.string()),
+                        "score": pa.array(np.minimum(score[sl], 1.0), pa.float32())},
+                       schema=PAIRS_SCHEMA)
+
+
+class _MinePairsFn(beam.DoFn):
+    def __init__(self, duplicate_threshold: float, near_duplicate_threshold: float,
+                 mode: str, block_size: int):
+        self._dup = duplicate_threshold
+        self._near = near_duplicate_threshold
+        self._mode = mode
+        self._block_size = block_size
+
+    def process(self, pattern: str):
+        from transforms.mining import mine_pairs
+
+        started = time.monotonic()
+        ids, vectors = load_embeddings(pattern)
+        loaded = time.monotonic()
+        log.info("mining %d embeddings (mode=%s)", len(ids), self._mode)
+        pairs, stats = mine_pairs(vectors, self._near, mode=self._mode,
+                                  block_size=self._block_size)
+        is_dup = pairs.score >= self._dup
+        for tag, mask in ((DUPLICATES, is_dup), (NEAR_DUPLICATES, ~is_dup)):
+            counter(f"{tag}_found").inc(int(mask.sum()))
+            for table in _pair_tables(ids, pairs.i[mask], pairs.j[mask], pairs.score[mask]):
+                yield beam.pvalue.TaggedOutput(tag, table)
+        counter("pairs_found").inc(len(pairs.i))
+        yield beam.pvalue.TaggedOutput(STATS, dict(
+            stats, embeddings=int(len(ids)), duplicates=int(is_dup.sum()),
+            near_duplicates=int((~is_dup).sum()), load_seconds=round(loaded - started, 3),
+            mine_seconds=round(time.monotonic() - loaded, 3)))
+
+
+class MinePairs(beam.PTransform):
+    """uri pattern of an embeddings table -> pair tables and one stats dict."""
+
+    def __init__(self, duplicate_threshold: float, near_duplicate_threshold: float,
+                 mode: str = "auto", block_size: int = 4096):
+        super().__init__()
+        self._fn = _MinePairsFn(duplicate_threshold, near_duplicate_threshold, mode, block_size)
+
+    def expand(self, patterns: beam.PCollection[str]):
+        return patterns | "Mine" >> beam.ParDo(self._fn).with_outputs(
+            DUPLICATES, NEAR_DUPLICATES, STATS)

@@ -1,0 +1,101 @@
+"""The elements that flow between stages, their ids, and error rows.
+
+A record is one image found in an input file. Its `record_id` is derived from
+where it was found (file uri + position inside the file), so the same input
+gives the same ids on every run, whatever the parallelism, and two members
+with the same key in one tar shard still get different ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+import numpy as np
+
+# Stages that can reject a record (the `stage` column of the errors table).
+READ, DECODE, EMBED = "read", "decode", "embed"
+
+# Stable reason codes (the `reason` column). Never rename one: nightly
+# dashboards group by them.
+EMPTY_FILE = "empty_file"
+TRUNCATED = "truncated"
+CORRUPT = "corrupt"
+UNIDENTIFIED = "unidentified"
+UNSUPPORTED_FORMAT = "unsupported_format"
+TOO_LARGE = "too_large"
+BAD_MEMBER_NAME = "bad_member_name"
+BAD_MEMBER_TYPE = "bad_member_type"
+NO_IMAGE_MEMBER = "no_image_member"
+EXTRA_IMAGE_MEMBER = "extra_image_member"
+SHARD_TRUNCATED = "shard_truncated"
+SCHEMA_MISMATCH = "schema_mismatch"
+MISSING_BYTES = "missing_bytes"
+INFERENCE_FAILED = "inference_failed"
+
+ID_HEX_CHARS = 20  # 80 bits: collision-free in practice at 10^9 records
+
+
+def make_record_id(source_uri: str, locator: str) -> str:
+    """Stable id of the record found at `locator` inside `source_uri`."""
+    digest = hashlib.sha256(f"{source_uri}\0{locator}".encode("utf-8"))
+    return digest.hexdigest()[:ID_HEX_CHARS]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRecord:
+    """One image as read from storage.
+
+    `data` holds the encoded bytes; the index pass drops it (`without_data`)
+    so that only small metadata is shuffled.
+    """
+
+    record_id: str
+    source_uri: str
+    key: str
+    sha256: str
+    file_size: int
+    data: bytes | None = None
+
+    def without_data(self) -> "ImageRecord":
+        return dataclasses.replace(self, data=None)
+
+
+def new_record(source_uri: str, locator: str, key: str, data: bytes) -> ImageRecord:
+    return ImageRecord(
+        record_id=make_record_id(source_uri, locator),
+        source_uri=source_uri,
+        key=key,
+        sha256=hashlib.sha256(data).hexdigest(),
+        file_size=len(data),
+        data=data,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedImage:
+    """A decoded image ready for the model: `pixels` is uint8 [S, S, 3]."""
+
+    record: ImageRecord  # without data
+    width: int  # of the original image, after EXIF orientation
+    height: int
+    pixels: np.ndarray
+
+
+def error_row(stage: str, reason: str, message: str, *, source_uri: str,
+              record_id: str | None = None, key: str | None = None) -> dict[str, Any]:
+    """A row of the errors table (`schemas.ERRORS_SCHEMA`)."""
+    return {
+        "record_id": record_id,
+        "source_uri": source_uri,
+        "key": key,
+        "stage": stage,
+        "reason": reason,
+        "message": message[:2000],
+    }
+
+
+def record_error(record: ImageRecord, stage: str, reason: str, message: str) -> dict[str, Any]:
+    return error_row(stage, reason, message, source_uri=record.source_uri,
+                     record_id=record.record_id, key=record.key)
