@@ -12,6 +12,9 @@ embeddings):
 - N = --n-approx (default 1,000,000): approximate mode's time, peak memory and
   its own sampled recall.
 
+Wall time depends on what else runs on the machine; the load average before
+and after each contender and its CPU seconds are printed beside it.
+
 Data: clustered unit vectors with planted near-duplicates and duplicates
 (`transforms/mining/synthetic.py`), same seed for every contender.
 
@@ -40,6 +43,11 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _worker(args: argparse.Namespace) -> None:
     """Runs one contender on one data file; writes its pairs and a result json."""
     t0 = time.perf_counter()
@@ -47,6 +55,8 @@ def _worker(args: argparse.Namespace) -> None:
     load_s = time.perf_counter() - t0
     n = x.shape[0]
     stats: dict = {}
+    load_before = os.getloadavg()[0]
+    cpu0 = _cpu_s()
     t = time.perf_counter()
     if args.worker == "reference":
         import torch
@@ -54,6 +64,7 @@ def _worker(args: argparse.Namespace) -> None:
 
         ref = paraphrase_mining_embeddings(torch.from_numpy(x))
         elapsed = time.perf_counter() - t
+        cpu = _cpu_s() - cpu0
         i = np.array([r[1] for r in ref], dtype=np.int64)
         j = np.array([r[2] for r in ref], dtype=np.int64)
         s = np.array([r[0] for r in ref], dtype=np.float32)
@@ -68,10 +79,12 @@ def _worker(args: argparse.Namespace) -> None:
         pairs, stats = mine_pairs(x, args.threshold, mode=args.worker, block_size=args.block_size,
                                   nprobe=args.nprobe, recall_sample_size=args.recall_sample)
         elapsed = time.perf_counter() - t
+        cpu = _cpu_s() - cpu0
         keys = pairs.keys(n)
     np.save(args.result + ".keys.npy", keys)
     with open(args.result, "w", encoding="utf-8") as f:
-        json.dump({"seconds": elapsed, "load_s": load_s, "peak_mb": _peak_mb(),
+        json.dump({"seconds": elapsed, "cpu_s": cpu, "load_s": load_s, "peak_mb": _peak_mb(),
+                   "loadavg": [round(load_before, 1), round(os.getloadavg()[0], 1)],
                    "pairs": int(keys.size), "stats": stats}, f)
 
 
@@ -100,8 +113,10 @@ def _make(n: int, args: argparse.Namespace) -> str:
 
 
 def _line(name: str, res: dict, extra: str = "") -> str:
-    return (f"  {name:<34} {res['seconds']:>9.1f} s {res['peak_mb']:>9.0f} MB "
-            f"{res['pairs']:>9d} pairs  {extra}")
+    la = res["loadavg"]
+    return (f"  {name:<34} {res['seconds']:>7.1f} s wall {res['cpu_s']:>7.1f} s cpu "
+            f"{res['peak_mb']:>6.0f} MB peak {res['pairs']:>7d} pairs  "
+            f"(load {la[0]}->{la[1]}) {extra}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,11 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         if "ref" in res:
             same = np.array_equal(res["ref"]["keys"], exact_keys)
             speedup = res["ref"]["seconds"] / res["exact"]["seconds"]
+            cpu_ratio = res["ref"]["cpu_s"] / max(res["exact"]["cpu_s"], 1e-9)
             only_ref = int((~np.isin(res["ref"]["keys"], exact_keys)).sum())
             only_ours = int((~np.isin(exact_keys, res["ref"]["keys"])).sum())
             print(f"  pair sets above {args.threshold} identical: {same} "
                   f"(only reference: {only_ref}, only exact: {only_ours}); "
-                  f"exact speedup {speedup:.2f}x")
+                  f"exact speedup {speedup:.2f}x wall, {cpu_ratio:.2f}x cpu")
             ok &= same
     if args.n_approx:
         n = args.n_approx

@@ -82,7 +82,7 @@ def mine_pairs(
         t = time.perf_counter()
         pairs = mine_exact(embeddings, threshold, block_size)
         stats = {"mode": "exact", "n": n, "threshold": float(threshold),
-                 "block_size": int(block_size), "pairs_found": int(len(pairs)),
+                 "block_size": int(block_size), "pairs_found": len(pairs),
                  "recall_sampled": 1.0, "recall_exact": True,
                  "mine_s": time.perf_counter() - t}
     stats["mode_requested"] = mode

@@ -209,7 +209,7 @@ def mine_approximate(
         "nlist": int(nlist), "nprobe": int(nprobe),
         "partition_size_max": int(sizes.max()) if n else 0,
         "partition_size_mean": float(sizes.mean()) if n else 0.0,
-        "pairs_found": int(len(pairs)), "pairs_found_raw": int(len(raw)),
+        "pairs_found": len(pairs), "pairs_found_raw": len(raw),
         **recall, "recall_target": float(recall_target), **timings,
     }
     low = recall["recall_sampled"] is not None and recall["recall_sampled"] < recall_target

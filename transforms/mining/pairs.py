@@ -25,7 +25,7 @@ class Pairs(NamedTuple):
         """One int64 per pair (`i * n + j`), for set operations."""
         return self.i * np.int64(n) + self.j
 
-    def above(self, threshold: float) -> "Pairs":
+    def above(self, threshold: float) -> Pairs:
         """The pairs whose score is at least `threshold`."""
         keep = self.score >= threshold
         return Pairs(self.i[keep], self.j[keep], self.score[keep])

@@ -119,5 +119,4 @@ def write_outputs(out: MineOutputs, folder: str) -> None:
                         ("groups", out.groups), ("keep", out.keep), ("drop", out.drop)]:
         pq.write_table(table, os.path.join(folder, f"{name}.parquet"))
     with open(os.path.join(folder, "keep.txt"), "w", encoding="utf-8") as f:
-        for key in out.keep_keys:
-            f.write(key + "\n")
+        f.writelines(key + "\n" for key in out.keep_keys)

@@ -1,5 +1,4 @@
 import apache_beam as beam
-import numpy as np
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 

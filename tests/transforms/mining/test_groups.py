@@ -2,7 +2,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from transforms.mining.groups import build_groups, keeper_rank, pair_tables, parse_keeper_rule
+from transforms.mining.groups import (
+    build_groups,
+    keeper_rank,
+    pair_tables,
+    parse_keeper_rule,
+)
 from transforms.mining.pairs import Pairs, canonical_pairs
 
 
