@@ -86,6 +86,17 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
         lines.append(f"  pairs: duplicates {c['duplicates']} (score >= "
                      f"{summary['duplicate_threshold']}), near-duplicates "
                      f"{c['near_duplicates']} (>= {summary['near_duplicate_threshold']})")
+    m = summary.get("mining", {})
+    if m.get("mode"):
+        recall = m.get("recall_sampled")
+        lines.append(f"  mining: mode {m['mode']}, sampled recall "
+                     f"{'n/a' if recall is None else f'{recall:.4f}'}"
+                     + (" (BELOW TARGET)" if m.get("recall_below_target") else ""))
+    g = summary.get("groups")
+    if g:
+        lines.append(f"  manifest: kept {g['kept']}, dropped {g['dropped']} (exact_copy "
+                     f"{g['dropped_exact_copy']}, duplicate {g['dropped_duplicate']}, "
+                     f"near_duplicate {g['dropped_near_duplicate']}) in {g['groups']} groups")
     lines.append(f"  took {summary['timings']['total_seconds']:.1f} s")
     print("\n".join(lines), file=out)
 
