@@ -23,6 +23,7 @@ log = logging.getLogger("clipdedup")
 
 
 def _add_common(p: argparse.ArgumentParser, stage_flags: bool = True) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     p.add_argument("--config", help="YAML config (see configs/local.yaml)")
     p.add_argument("--output", help="folder (or gs:// prefix) that receives <run_id>/")
     p.add_argument("--run-id", help="name of the run folder (default: UTC timestamp)")
@@ -36,6 +37,8 @@ def _add_common(p: argparse.ArgumentParser, stage_flags: bool = True) -> None:
         p.add_argument("--model", help="sentence-transformers model: hub name or folder")
         p.add_argument("--device", help="cpu or cuda")
         p.add_argument("--batch-size", type=int)
+        p.add_argument("--max-error-fraction", type=float,
+                       help="fail the run if more records than this fraction fail")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find exact copies, duplicates and near-duplicates in image datasets. "
                     "Unknown flags are passed to Apache Beam (e.g. --runner, "
                     "--direct_num_workers, Dataflow flags).")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_common(sub.add_parser("run", help="embed and mine: shards in, tables out"))
     _add_common(sub.add_parser("embed", help="stage 1: images -> Parquet embeddings"))
@@ -104,7 +106,7 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
 def run(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    _setup_logging(args.quiet)
+    _setup_logging(getattr(args, "quiet", False))
 
     if args.command == "make-stand-in":
         from pipelines.stand_in import write_stand_in
@@ -122,7 +124,7 @@ def run(argv: list[str] | None = None) -> int:
         near_duplicate_threshold=args.near_duplicate_threshold,
         **({} if args.command == "mine" else dict(
             inputs=args.inputs, model=args.model, device=args.device,
-            batch_size=args.batch_size)))
+            batch_size=args.batch_size, max_error_fraction=args.max_error_fraction)))
     summary = execute(config, beam_args, embed=args.command in ("run", "embed"),
                       mine=args.command in ("run", "mine"),
                       embeddings=getattr(args, "embeddings", None), overwrite=args.overwrite)

@@ -97,7 +97,7 @@ def _embed(config: Config, folder: RunFolder, options: PipelineOptions, summary:
     embedded = read_table(folder.path(embed_pipeline.EMBEDDINGS), columns=["record_id"])
     counts = checks.check_conservation(shards, _ids(embedded, "record_id"),
                                        _ids(exact, "record_id_b"), errors)
-    checks.check_error_budget(shards, counts["records_read"], counts["record_errors"],
+    checks.check_error_budget(errors, counts["records_read"], counts["record_errors"],
                               config.max_error_fraction)
     summary["counts"].update(
         counts, files=shards.num_rows,
