@@ -118,8 +118,9 @@ def decode_image(data: bytes, size: int = 224, max_pixels: int = 89_478_485
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
                 img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            except UnidentifiedImageError as exc:
-                raise DecodeError(R.UNIDENTIFIED, str(exc)) from None
+            except UnidentifiedImageError:
+                raise DecodeError(R.UNIDENTIFIED, "not an image in an allowed format "
+                                  f"({', '.join(ALLOWED_FORMATS)})") from None
             w, h = img.size
             if w <= 0 or h <= 0 or w * h > max_pixels:
                 raise DecodeError(R.TOO_LARGE, f"{w}x{h} exceeds the cap of {max_pixels} pixels")
