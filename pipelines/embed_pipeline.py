@@ -45,7 +45,9 @@ def build_pipeline(config: Config, staging: str, embedding_dim: int,
                ).records
     decoded = (records
                | "SkipByteCopies" >> SkipByteCopies(exact_pairs)
-               | "DecodeImages" >> DecodeImages(image_size, config.max_image_pixels))
+               | "DecodeImages" >> DecodeImages(image_size, config.max_image_pixels,
+                                                config.decode_isolation,
+                                                config.decode_timeout_s))
     handler = SentenceTransformerImageHandler(config.model, config.device, config.batch_size)
     embeddings, embed_errors = decoded.images | "EmbedImages" >> EmbedImages(
         handler, config.model)

@@ -34,6 +34,8 @@ SHARD_TRUNCATED = "shard_truncated"
 SCHEMA_MISMATCH = "schema_mismatch"
 MISSING_BYTES = "missing_bytes"
 INFERENCE_FAILED = "inference_failed"
+DECODE_TIMEOUT = "decode_timeout"  # decoding ran past decode_timeout_s (isolated decoding)
+DECODER_CRASHED = "decoder_crashed"  # the decoding subprocess died (isolated decoding)
 
 # Object addresses ("<_io.BytesIO object at 0x7f...>") differ on every run;
 # error messages must not, so that reruns give identical errors tables.
