@@ -33,6 +33,8 @@ class Config:
 
     # Decoding.
     max_image_pixels: int = 89_478_485  # Pillow's default cap, made explicit
+    decode_isolation: str = "none"  # none | subprocess (contains decoder hangs and crashes)
+    decode_timeout_s: float = 30.0  # per image, in subprocess isolation
 
     # Mining.
     duplicate_threshold: float = 0.999
@@ -67,6 +69,11 @@ class Config:
             )
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.decode_isolation not in ("none", "subprocess"):
+            raise ValueError("decode_isolation must be 'none' or 'subprocess', "
+                             f"got {self.decode_isolation!r}")
+        if self.decode_timeout_s <= 0:
+            raise ValueError("decode_timeout_s must be positive")
         if self.batch_size < 1 or self.block_size < 1:
             raise ValueError("batch_size and block_size must be positive")
         if min(self.nprobe, self.partitions_per_vector, self.partition_size) < 1 or self.nlist < 0:
