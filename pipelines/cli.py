@@ -17,14 +17,14 @@ import json
 import logging
 import sys
 
-from pipelines.config import MODES, load_config
+from pipelines.config import MODES, Config, load_config
 
 log = logging.getLogger("clipdedup")
 
 
 def _add_common(p: argparse.ArgumentParser, stage_flags: bool = True) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    p.add_argument("--config", help="YAML config (see configs/local.yaml)")
+    p.add_argument("--config", help="YAML config, or a bundled one by name: local, dataflow")
     p.add_argument("--output", help="folder (or gs:// prefix) that receives <run_id>/")
     p.add_argument("--run-id", help="name of the run folder (default: UTC timestamp)")
     p.add_argument("--overwrite", action="store_true", help="replace a published run folder")
@@ -103,6 +103,17 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
     print("\n".join(lines), file=out)
 
 
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config file named by `--config`, overridden by the stage flags given."""
+    return load_config(args.config).replace(
+        output=args.output, run_id=args.run_id, mode=args.mode,
+        duplicate_threshold=args.duplicate_threshold,
+        near_duplicate_threshold=args.near_duplicate_threshold,
+        **({} if args.command == "mine" else dict(
+            inputs=args.inputs, model=args.model, device=args.device,
+            batch_size=args.batch_size, max_error_fraction=args.max_error_fraction)))
+
+
 def run(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
@@ -118,13 +129,7 @@ def run(argv: list[str] | None = None) -> int:
 
     from pipelines.jobs import execute
 
-    config = load_config(args.config).replace(
-        output=args.output, run_id=args.run_id, mode=args.mode,
-        duplicate_threshold=args.duplicate_threshold,
-        near_duplicate_threshold=args.near_duplicate_threshold,
-        **({} if args.command == "mine" else dict(
-            inputs=args.inputs, model=args.model, device=args.device,
-            batch_size=args.batch_size, max_error_fraction=args.max_error_fraction)))
+    config = config_from_args(args)
     summary = execute(config, beam_args, embed=args.command in ("run", "embed"),
                       mine=args.command in ("run", "mine"),
                       embeddings=getattr(args, "embeddings", None), overwrite=args.overwrite)

@@ -9,6 +9,7 @@ Every key is documented in `configs/local.yaml` and in the README.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import yaml
@@ -99,10 +100,39 @@ class Config:
         return out
 
 
+# Where the bundled configs live: `configs/` in a source checkout, and
+# `pipelines/configs/` inside an installed wheel (setup.py copies them there),
+# so `--config dataflow` works on a Dataflow worker and after `pip install`.
+_CONFIG_DIRS = (os.path.join(os.path.dirname(__file__), "configs"),
+                os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "configs"))
+
+
+def resolve_config_path(path: str) -> str:
+    """A YAML path as given, or a bundled config by name (`local`, `dataflow`)."""
+    if os.path.isfile(path):
+        return path
+    name = os.path.basename(path)
+    name = name if name.endswith((".yaml", ".yml")) else name + ".yaml"
+    if os.sep in path.rstrip(os.sep) and os.path.dirname(path) != "configs":
+        raise FileNotFoundError(f"config file not found: {path}")
+    for folder in _CONFIG_DIRS:
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(f"config not found: {path} (bundled configs: local, dataflow)")
+
+
 def load_config(path: str | None) -> Config:
-    """Reads a YAML config; unknown keys are an error, not a silent no-op."""
+    """Reads a YAML config; unknown keys are an error, not a silent no-op.
+
+    Args:
+        path: a YAML file, or the name of a bundled config (`local`,
+            `dataflow`, also as `configs/dataflow.yaml` from any folder).
+    """
     if not path:
         return Config()
+    path = resolve_config_path(path)
     with open(path, encoding="utf-8") as f:
         raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):

@@ -70,13 +70,23 @@ def local_model_dim(path: str) -> int | None:
 
 
 class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
-    """RunInference handler: uint8 [S, S, 3] pixels -> unit float32 vectors."""
+    """RunInference handler: uint8 [S, S, 3] pixels -> unit float32 vectors.
 
-    def __init__(self, model_name_or_path: str, device: str = "cpu", batch_size: int = 32):
+    On a GPU the model is shared across the SDK worker processes of a VM
+    (Beam's `multi_process_shared`): one copy in GPU memory serves every
+    process, instead of one copy each. On CPU each process keeps its own
+    copy, so processes encode in parallel.
+    """
+
+    def __init__(self, model_name_or_path: str, device: str = "cpu", batch_size: int = 32,
+                 share_across_processes: bool | None = None):
         super().__init__()
         self._model = model_name_or_path
         self._device = device
         self._batch_size = batch_size
+        self._share_across_processes = (device.startswith("cuda")
+                                        if share_across_processes is None
+                                        else share_across_processes)
 
     def load_model(self):
         from sentence_transformers import SentenceTransformer
