@@ -27,9 +27,11 @@ class Config:
 
     # Model.
     model: str = "clip-ViT-B-32"
-    device: str = "cpu"
+    device: str = "cpu"  # cpu or cuda[:N] (fp16 autocast)
     embedding_dim: int | None = None  # read from the model folder when None
-    batch_size: int = 32
+    batch_size: int = 0  # images per forward pass; 0 = per-device default
+    backend: str = "torch"  # torch | torch-int8 | onnx-int8 (docs/throughput.md)
+    num_threads: int = 0  # torch threads per worker; 0 = torch's default
 
     # Decoding.
     max_image_pixels: int = 89_478_485  # Pillow's default cap, made explicit
@@ -55,8 +57,8 @@ class Config:
             )
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.batch_size < 1 or self.block_size < 1:
-            raise ValueError("batch_size and block_size must be positive")
+        if self.batch_size < 0 or self.block_size < 1 or self.num_threads < 0:
+            raise ValueError("batch_size and num_threads must be >= 0, block_size positive")
         if not 0.0 <= self.max_error_fraction <= 1.0:
             raise ValueError("max_error_fraction must be within [0, 1]")
 

@@ -45,7 +45,8 @@ def build_pipeline(config: Config, staging: str, embedding_dim: int,
     decoded = (records
                | "SkipByteCopies" >> SkipByteCopies(exact_pairs)
                | "DecodeImages" >> DecodeImages(image_size, config.max_image_pixels))
-    handler = SentenceTransformerImageHandler(config.model, config.device, config.batch_size)
+    handler = SentenceTransformerImageHandler(config.model, config.device, config.batch_size,
+                                             config.backend, config.num_threads)
     embeddings, embed_errors = decoded.images | "EmbedImages" >> EmbedImages(
         handler, config.model)
 
