@@ -170,6 +170,7 @@ def _onnx_int8(clip, size: int, cache_dir: str | None = None):
         raise RuntimeError("backend onnx-int8 needs `pip install onnxruntime onnx`") from exc
 
     folder = cache_dir or tempfile.mkdtemp(prefix="clipdedup-onnx-")
+    os.makedirs(folder, exist_ok=True)
     fp32, int8 = os.path.join(folder, "vision_fp32.onnx"), os.path.join(folder, "vision_int8.onnx")
     if not os.path.exists(int8):
         torch.onnx.export(_vision_tower(clip), (torch.zeros(2, 3, size, size),), fp32,
