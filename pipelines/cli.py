@@ -4,6 +4,7 @@
     clipdedup embed --input data/ --output out/            # stage 1 alone
     clipdedup mine  --embeddings out/<run>/embeddings --output out/   # stage 2 alone
     clipdedup make-stand-in --size tiny --output models/clip-tiny
+    clipdedup check-backend --model clip-ViT-B-32 --images data/ --backend onnx-int8
     clipdedup demo                                         # sample data, end to end
 
 Flags this parser does not know (`--runner`, `--direct_num_workers`, Dataflow
@@ -17,6 +18,7 @@ import json
 import logging
 import sys
 
+from pipelines import check_backend
 from pipelines.config import MODES, Config, load_config
 
 log = logging.getLogger("clipdedup")
@@ -36,7 +38,9 @@ def _add_common(p: argparse.ArgumentParser, stage_flags: bool = True) -> None:
                        help="glob or directory of tar shards, Parquet or image files; repeatable")
         p.add_argument("--model", help="sentence-transformers model: hub name or folder")
         p.add_argument("--device", help="cpu or cuda")
-        p.add_argument("--batch-size", type=int)
+        p.add_argument("--batch-size", type=int, help="images per forward pass; 0 = per device")
+        p.add_argument("--backend", help="torch | torch-int8 | onnx-int8 (docs/throughput.md)")
+        p.add_argument("--num-threads", type=int, help="torch threads per worker")
         p.add_argument("--max-error-fraction", type=float,
                        help="fail the run if more records than this fraction fail")
 
@@ -58,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="write a random-weight CLIP in sentence-transformers format")
     stand_in.add_argument("--size", choices=("tiny", "base"), default="tiny")
     stand_in.add_argument("--output", required=True)
+    check_backend.add_parser(sub)
     demo = sub.add_parser("demo", help="build sample data and run the whole job on it")
     demo.add_argument("--output", default="demo-output")
     demo.add_argument("--data", default="demo-output/data")
@@ -111,7 +116,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         near_duplicate_threshold=args.near_duplicate_threshold,
         **({} if args.command == "mine" else dict(
             inputs=args.inputs, model=args.model, device=args.device,
-            batch_size=args.batch_size, max_error_fraction=args.max_error_fraction)))
+            batch_size=args.batch_size, backend=args.backend, num_threads=args.num_threads,
+            max_error_fraction=args.max_error_fraction)))
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -123,6 +129,8 @@ def run(argv: list[str] | None = None) -> int:
         from pipelines.stand_in import write_stand_in
         print(write_stand_in(args.output, args.size))
         return 0
+    if args.command == "check-backend":
+        return check_backend.run(args)
     if args.command == "demo":
         from pipelines.demo import run_demo
         return run_demo(args.output, args.data, beam_args)

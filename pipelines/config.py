@@ -28,9 +28,11 @@ class Config:
 
     # Model.
     model: str = "clip-ViT-B-32"
-    device: str = "cpu"
+    device: str = "cpu"  # cpu or cuda[:N] (fp16 autocast)
     embedding_dim: int | None = None  # read from the model folder when None
-    batch_size: int = 32
+    batch_size: int = 0  # images per forward pass; 0 = per-device default
+    backend: str = "torch"  # torch | torch-int8 | onnx-int8 (docs/throughput.md)
+    num_threads: int = 0  # torch threads per worker; 0 = torch's default
 
     # Decoding.
     max_image_pixels: int = 89_478_485  # Pillow's default cap, made explicit
@@ -75,8 +77,8 @@ class Config:
                              f"got {self.decode_isolation!r}")
         if self.decode_timeout_s <= 0:
             raise ValueError("decode_timeout_s must be positive")
-        if self.batch_size < 1 or self.block_size < 1:
-            raise ValueError("batch_size and block_size must be positive")
+        if self.batch_size < 0 or self.block_size < 1 or self.num_threads < 0:
+            raise ValueError("batch_size and num_threads must be >= 0, block_size positive")
         if min(self.nprobe, self.partitions_per_vector, self.partition_size) < 1 or self.nlist < 0:
             raise ValueError("nprobe, partitions_per_vector, partition_size must be positive, nlist >= 0")
         if self.recall_sample_size < 0 or not 0.0 <= self.recall_target <= 1.0:
