@@ -21,11 +21,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from transforms import records as R
 from transforms.decode import DecodeImages, decode_image
 
-
 _POOL_SIZE = 16  # distinct JPEGs, cycled; each record still gets its own id
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jpeg(i: int, width: int, height: int) -> bytes:
     import numpy as np
     from PIL import Image
