@@ -54,18 +54,18 @@ def check_conservation(shards: pa.Table, embedded_ids: pa.Array, copy_ids: pa.Ar
     return counts
 
 
-def check_error_budget(shards: pa.Table, records_read: int, record_errors: int,
+def check_error_budget(errors: pa.Table, records_read: int, record_errors: int,
                        max_error_fraction: float) -> None:
-    """Raises RunCheckError naming the worst shards if too many records failed."""
+    """Raises RunCheckError naming the worst files if too many records failed."""
     if records_read == 0:
         raise RunCheckError("no records were read: check --input")
     fraction = record_errors / records_read
     if fraction <= max_error_fraction:
         return
-    rows = sorted(shards.to_pylist(), key=lambda r: (-r["errors"], r["source_uri"]))[:5]
-    worst = collections.OrderedDict((r["source_uri"], r["errors"]) for r in rows)
+    per_file = collections.Counter(errors.column("source_uri").to_pylist())
+    worst = sorted(per_file.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
     raise RunCheckError(
         f"{record_errors} of {records_read} records failed ({fraction:.1%} > "
-        f"max_error_fraction {max_error_fraction:.1%}); worst shards (errors): "
-        + ", ".join(f"{uri} ({n})" for uri, n in worst.items())
+        f"max_error_fraction {max_error_fraction:.1%}); worst files (errors): "
+        + ", ".join(f"{uri} ({n})" for uri, n in worst)
         + ". See errors.parquet in the staging folder.")

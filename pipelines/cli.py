@@ -4,6 +4,7 @@
     clipdedup embed --input data/ --output out/            # stage 1 alone
     clipdedup mine  --embeddings out/<run>/embeddings --output out/   # stage 2 alone
     clipdedup make-stand-in --size tiny --output models/clip-tiny
+    clipdedup check-backend --model clip-ViT-B-32 --images data/ --backend onnx-int8
     clipdedup demo                                         # sample data, end to end
 
 Flags this parser does not know (`--runner`, `--direct_num_workers`, Dataflow
@@ -17,12 +18,14 @@ import json
 import logging
 import sys
 
+from pipelines import check_backend
 from pipelines.config import MODES, Config, load_config
 
 log = logging.getLogger("clipdedup")
 
 
 def _add_common(p: argparse.ArgumentParser, stage_flags: bool = True) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     p.add_argument("--config", help="YAML config, or a bundled one by name: local, dataflow")
     p.add_argument("--output", help="folder (or gs:// prefix) that receives <run_id>/")
     p.add_argument("--run-id", help="name of the run folder (default: UTC timestamp)")
@@ -35,7 +38,11 @@ def _add_common(p: argparse.ArgumentParser, stage_flags: bool = True) -> None:
                        help="glob or directory of tar shards, Parquet or image files; repeatable")
         p.add_argument("--model", help="sentence-transformers model: hub name or folder")
         p.add_argument("--device", help="cpu or cuda")
-        p.add_argument("--batch-size", type=int)
+        p.add_argument("--batch-size", type=int, help="images per forward pass; 0 = per device")
+        p.add_argument("--backend", help="torch | torch-int8 | onnx-int8 (docs/throughput.md)")
+        p.add_argument("--num-threads", type=int, help="torch threads per worker")
+        p.add_argument("--max-error-fraction", type=float,
+                       help="fail the run if more records than this fraction fail")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find exact copies, duplicates and near-duplicates in image datasets. "
                     "Unknown flags are passed to Apache Beam (e.g. --runner, "
                     "--direct_num_workers, Dataflow flags).")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_common(sub.add_parser("run", help="embed and mine: shards in, tables out"))
     _add_common(sub.add_parser("embed", help="stage 1: images -> Parquet embeddings"))
@@ -56,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="write a random-weight CLIP in sentence-transformers format")
     stand_in.add_argument("--size", choices=("tiny", "base"), default="tiny")
     stand_in.add_argument("--output", required=True)
+    check_backend.add_parser(sub)
     demo = sub.add_parser("demo", help="build sample data and run the whole job on it")
     demo.add_argument("--output", default="demo-output")
     demo.add_argument("--data", default="demo-output/data")
@@ -86,6 +93,17 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
         lines.append(f"  pairs: duplicates {c['duplicates']} (score >= "
                      f"{summary['duplicate_threshold']}), near-duplicates "
                      f"{c['near_duplicates']} (>= {summary['near_duplicate_threshold']})")
+    m = summary.get("mining", {})
+    if m.get("mode"):
+        recall = m.get("recall_sampled")
+        lines.append(f"  mining: mode {m['mode']}, sampled recall "
+                     f"{'n/a' if recall is None else f'{recall:.4f}'}"
+                     + (" (BELOW TARGET)" if m.get("recall_below_target") else ""))
+    g = summary.get("groups")
+    if g:
+        lines.append(f"  manifest: kept {g['kept']}, dropped {g['dropped']} (exact_copy "
+                     f"{g['dropped_exact_copy']}, duplicate {g['dropped_duplicate']}, "
+                     f"near_duplicate {g['dropped_near_duplicate']}) in {g['groups']} groups")
     lines.append(f"  took {summary['timings']['total_seconds']:.1f} s")
     print("\n".join(lines), file=out)
 
@@ -98,18 +116,21 @@ def config_from_args(args: argparse.Namespace) -> Config:
         near_duplicate_threshold=args.near_duplicate_threshold,
         **({} if args.command == "mine" else dict(
             inputs=args.inputs, model=args.model, device=args.device,
-            batch_size=args.batch_size)))
+            batch_size=args.batch_size, backend=args.backend, num_threads=args.num_threads,
+            max_error_fraction=args.max_error_fraction)))
 
 
 def run(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    _setup_logging(args.quiet)
+    _setup_logging(getattr(args, "quiet", False))
 
     if args.command == "make-stand-in":
         from pipelines.stand_in import write_stand_in
         print(write_stand_in(args.output, args.size))
         return 0
+    if args.command == "check-backend":
+        return check_backend.run(args)
     if args.command == "demo":
         from pipelines.demo import run_demo
         return run_demo(args.output, args.data, beam_args)

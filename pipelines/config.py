@@ -28,18 +28,34 @@ class Config:
 
     # Model.
     model: str = "clip-ViT-B-32"
-    device: str = "cpu"
+    device: str = "cpu"  # cpu or cuda[:N] (fp16 autocast)
     embedding_dim: int | None = None  # read from the model folder when None
-    batch_size: int = 32
+    batch_size: int = 0  # images per forward pass; 0 = per-device default
+    backend: str = "torch"  # torch | torch-int8 | onnx-int8 (docs/throughput.md)
+    num_threads: int = 0  # torch threads per worker; 0 = torch's default
 
     # Decoding.
     max_image_pixels: int = 89_478_485  # Pillow's default cap, made explicit
+    decode_isolation: str = "none"  # none | subprocess (contains decoder hangs and crashes)
+    decode_timeout_s: float = 30.0  # per image, in subprocess isolation
 
     # Mining.
     duplicate_threshold: float = 0.999
     near_duplicate_threshold: float = 0.90
     mode: str = "auto"
     block_size: int = 4096
+    # Mining, per mode (transforms/mining/). auto: exact below approximate_min_n rows.
+    approximate_min_n: int = 200_000
+    nlist: int = 0  # approximate/distributed partitions; 0 = auto (sqrt(nprobe*N) / N/partition_size)
+    nprobe: int = 8  # approximate: partitions each vector is compared against
+    partitions_per_vector: int = 2  # distributed: nearest centroids each vector is sent to
+    partition_size: int = 20_000  # distributed, nlist 0: target vectors per partition
+    recall_sample_size: int = 1000  # rows searched exactly to measure recall (0 = skip)
+    recall_target: float = 0.99  # lower sampled recall is flagged in summary.json
+    mining_seed: int = 0  # k-means and sampling seed (same seed, same pairs)
+    # Groups and the keep/drop manifest.
+    keeper_rule: str = "-area,-file_size,record_id"  # fields: area,width,height,file_size,record_id
+    drop_near_duplicates: bool = True  # False: only exact copies and duplicates are dropped
 
     # Outputs.
     output: str = "out"
@@ -56,8 +72,20 @@ class Config:
             )
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.batch_size < 1 or self.block_size < 1:
-            raise ValueError("batch_size and block_size must be positive")
+        if self.decode_isolation not in ("none", "subprocess"):
+            raise ValueError("decode_isolation must be 'none' or 'subprocess', "
+                             f"got {self.decode_isolation!r}")
+        if self.decode_timeout_s <= 0:
+            raise ValueError("decode_timeout_s must be positive")
+        if self.batch_size < 0 or self.block_size < 1 or self.num_threads < 0:
+            raise ValueError("batch_size and num_threads must be >= 0, block_size positive")
+        if min(self.nprobe, self.partitions_per_vector, self.partition_size) < 1 or self.nlist < 0:
+            raise ValueError("nprobe, partitions_per_vector, partition_size must be positive, nlist >= 0")
+        if self.recall_sample_size < 0 or not 0.0 <= self.recall_target <= 1.0:
+            raise ValueError("recall_sample_size must be >= 0 and recall_target within [0, 1]")
+        from transforms.mining.groups import parse_keeper_rule
+
+        parse_keeper_rule(self.keeper_rule)  # raises on unknown fields
         if not 0.0 <= self.max_error_fraction <= 1.0:
             raise ValueError("max_error_fraction must be within [0, 1]")
 

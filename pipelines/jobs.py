@@ -97,7 +97,7 @@ def _embed(config: Config, folder: RunFolder, options: PipelineOptions, summary:
     embedded = read_table(folder.path(embed_pipeline.EMBEDDINGS), columns=["record_id"])
     counts = checks.check_conservation(shards, _ids(embedded, "record_id"),
                                        _ids(exact, "record_id_b"), errors)
-    checks.check_error_budget(shards, counts["records_read"], counts["record_errors"],
+    checks.check_error_budget(errors, counts["records_read"], counts["record_errors"],
                               config.max_error_fraction)
     summary["counts"].update(
         counts, files=shards.num_rows,
@@ -109,7 +109,7 @@ def _embed(config: Config, folder: RunFolder, options: PipelineOptions, summary:
 
 
 def _mine(config: Config, embeddings: str, folder: RunFolder, options: PipelineOptions,
-          summary: dict) -> None:
+          summary: dict, exact_duplicates: str | None = None) -> None:
     started = time.monotonic()
     _run(mine_pipeline.build_pipeline(config, embeddings, folder.staging, options))
     summary["timings"]["mine_seconds"] = round(time.monotonic() - started, 3)
@@ -120,6 +120,47 @@ def _mine(config: Config, embeddings: str, folder: RunFolder, options: PipelineO
     summary["mining"] = stats
     summary["counts"].update(duplicates=stats["duplicates"],
                              near_duplicates=stats["near_duplicates"])
+    started = time.monotonic()
+    group_stats = _groups(config, embeddings, folder, exact_duplicates)
+    summary["timings"]["groups_seconds"] = round(time.monotonic() - started, 3)
+    summary["groups"] = group_stats
+    summary["counts"].update(kept=group_stats["kept"], dropped=group_stats["dropped"])
+
+
+def _groups(config: Config, embeddings: str, folder: RunFolder,
+            exact_duplicates: str | None) -> dict:
+    """Groups, keepers and the keep/drop manifest (needs ids, sizes and pairs, not vectors)."""
+    import pyarrow.parquet as pq
+
+    from transforms.mining.groups import build_groups
+    from transforms.mining.stage import METADATA_COLUMNS, pairs_from_table
+
+    files = sorted(m.path for m in FileSystems.match([embeddings])[0].metadata_list)
+    parts = []
+    for path in files:
+        with FileSystems.open(path) as f:
+            parts.append(pq.read_table(f, columns=METADATA_COLUMNS))
+    records = pa.concat_tables(parts).sort_by("record_id")
+    pair_table = pa.concat_tables([read_table(folder.path(f"{t}.parquet"))
+                                   for t in (mine_pipeline.DUPLICATES,
+                                             mine_pipeline.NEAR_DUPLICATES)])
+    exact = (read_table(exact_duplicates)
+             if exact_duplicates and FileSystems.exists(exact_duplicates) else None)
+    res = build_groups(records, pairs_from_table(pair_table, records), exact,
+                       duplicate_threshold=config.duplicate_threshold,
+                       near_duplicate_threshold=config.near_duplicate_threshold,
+                       drop_near_duplicates=config.drop_near_duplicates,
+                       keeper_rule=config.keeper_rule)
+    for name, table in (("groups", res.groups), ("keep", res.keep), ("drop", res.drop)):
+        with FileSystems.create(folder.path(f"{name}.parquet")) as f:
+            pq.write_table(table, f)
+    bad = [k for k in res.keep_keys if "\n" in k or "\r" in k]
+    if bad:
+        raise ValueError(f"{len(bad)} keys contain a line break (e.g. {bad[0]!r}); "
+                         "keep.txt cannot list them")
+    with FileSystems.create(folder.path("keep.txt")) as f:
+        f.write("".join(k + "\n" for k in res.keep_keys).encode("utf-8"))
+    return dict(res.stats, exact_duplicates_source=exact_duplicates if exact is not None else None)
 
 
 def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: bool = True,
@@ -155,13 +196,16 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
     }
     started = time.monotonic()
     log.info("run %s: staging in %s", folder.run_id, folder.staging)
+    exact_duplicates = None
     if embed:
         embeddings = _embed(config, folder, options, summary)
+        exact_duplicates = folder.path("exact_duplicates.parquet")
     elif embeddings:
         summary["embeddings_source"] = embeddings
+        exact_duplicates = _sibling_exact_duplicates(embeddings)
         embeddings = _as_pattern(embeddings)
     if mine:
-        _mine(config, embeddings, folder, options, summary)
+        _mine(config, embeddings, folder, options, summary, exact_duplicates)
     summary["timings"]["total_seconds"] = round(time.monotonic() - started, 3)
     summary["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     summary["run_folder"] = folder.publish(summary, overwrite)
@@ -175,3 +219,12 @@ def _as_pattern(path: str) -> str:
     if path.endswith(".parquet") and not (not is_remote(path) and os.path.isdir(path)):
         return path
     return FileSystems.join(path.rstrip("/"), "*.parquet")
+
+
+def _sibling_exact_duplicates(embeddings: str) -> str | None:
+    """`<run>/exact_duplicates.parquet` when mining `<run>/embeddings` of a published run."""
+    if any(c in embeddings for c in "*?[") or embeddings.endswith(".parquet"):
+        return None
+    parent = embeddings.rstrip("/").rsplit("/", 1)[0] if "/" in embeddings.rstrip("/") else "."
+    candidate = FileSystems.join(parent, "exact_duplicates.parquet")
+    return candidate if FileSystems.exists(candidate) else None

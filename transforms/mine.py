@@ -80,11 +80,12 @@ def _pair_tables(ids: np.ndarray, i: np.ndarray, j: np.ndarray, score: np.ndarra
 
 class _MinePairsFn(beam.DoFn):
     def __init__(self, duplicate_threshold: float, near_duplicate_threshold: float,
-                 mode: str, block_size: int):
+                 mode: str, block_size: int, mining_options: dict | None = None):
         self._dup = duplicate_threshold
         self._near = near_duplicate_threshold
         self._mode = mode
         self._block_size = block_size
+        self._options = dict(mining_options or {})
 
     def process(self, pattern: str):
         from transforms.mining import mine_pairs
@@ -94,7 +95,7 @@ class _MinePairsFn(beam.DoFn):
         loaded = time.monotonic()
         log.info("mining %d embeddings (mode=%s)", len(ids), self._mode)
         pairs, stats = mine_pairs(vectors, self._near, mode=self._mode,
-                                  block_size=self._block_size)
+                                  block_size=self._block_size, **self._options)
         is_dup = pairs.score >= self._dup
         for tag, mask in ((DUPLICATES, is_dup), (NEAR_DUPLICATES, ~is_dup)):
             counter(f"{tag}_found").inc(int(mask.sum()))
@@ -111,9 +112,12 @@ class MinePairs(beam.PTransform):
     """uri pattern of an embeddings table -> pair tables and one stats dict."""
 
     def __init__(self, duplicate_threshold: float, near_duplicate_threshold: float,
-                 mode: str = "auto", block_size: int = 4096):
+                 mode: str = "auto", block_size: int = 4096,
+                 mining_options: dict | None = None):
+        """`mining_options`: extra `mine_pairs` keywords (nprobe, nlist, recall_sample_size, ...)."""
         super().__init__()
-        self._fn = _MinePairsFn(duplicate_threshold, near_duplicate_threshold, mode, block_size)
+        self._fn = _MinePairsFn(duplicate_threshold, near_duplicate_threshold, mode, block_size,
+                                mining_options)
 
     def expand(self, patterns: beam.PCollection[str]):
         return patterns | "Mine" >> beam.ParDo(self._fn).with_outputs(

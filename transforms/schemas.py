@@ -72,3 +72,36 @@ SHARDS_SCHEMA = pa.schema(
         pa.field("ended_cleanly", pa.bool_(), nullable=False),
     ]
 )
+
+#: `groups`: one row per record in a group of two or more (keeper included,
+#: byte copies included). Every member is within the grouping threshold of its
+#: keeper (no chaining); `component_id` is its connected component of the
+#: duplicate graph, which may hold several groups.
+GROUPS_SCHEMA = pa.schema(
+    [
+        pa.field("record_id", pa.string(), nullable=False),
+        pa.field("group_id", pa.int64(), nullable=False),
+        pa.field("keeper_id", pa.string(), nullable=False),
+        pa.field("score_to_keeper", pa.float32(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # keeper / exact_copy / duplicate / near_duplicate
+        pa.field("component_id", pa.int64(), nullable=False),
+    ]
+)
+
+#: `keep`: the training manifest; every record kept (`reason`: unique / keeper).
+KEEP_SCHEMA = pa.schema(
+    [
+        pa.field("record_id", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("keeper_id", pa.string(), nullable=False),  # itself
+    ]
+)
+
+#: `drop`: every record left out, with the reason and the record kept instead.
+DROP_SCHEMA = pa.schema(
+    [
+        pa.field("record_id", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),  # exact_copy / duplicate / near_duplicate
+        pa.field("keeper_id", pa.string(), nullable=False),
+    ]
+)

@@ -1,57 +1,89 @@
-"""All-pairs mining over L2-normalised embeddings.
+"""All-pairs mining of an embeddings matrix: exact, approximate, or on Beam.
 
-`mine_pairs` returns every pair (i < j) with inner product >= threshold,
-without the silent caps of `paraphrase_mining_embeddings` (`top_k`,
-`max_pairs`). Exact mode multiplies blocks of the upper triangle, so memory
-is bounded by `block_size` squared, whatever N.
+    from transforms.mining import mine_pairs
+    pairs, stats = mine_pairs(embeddings, 0.90, mode="auto", block_size=4096)
+
+- `exact` (`exact.py`): blocked sgemm over the upper triangle; the pair set
+  equals brute force; cost grows as N^2.
+- `approximate` (`approximate.py`): k-means partitions, each mined against the
+  vectors that probe it; cost ~ N^1.5; recall measured on a sample and
+  returned in `stats`.
+- `distributed` (`distributed.py`): the Beam transform `MineDistributed`, for
+  when one machine is not enough; used by the pipeline, not by `mine_pairs`.
+- `auto`: exact below `approximate_min_n` rows, approximate from there on.
+
+Groups, keepers and the keep/drop manifest are in `groups.py`.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import time
+from typing import Any
 
 import numpy as np
 
+from transforms.mining.pairs import Pairs, canonical_pairs, empty_pairs
 
-class Pairs(NamedTuple):
-    """Row indices `i < j` and their scores, as parallel arrays."""
+LOCAL_MODES = ("auto", "exact", "approximate")
 
-    i: np.ndarray  # int64
-    j: np.ndarray  # int64
-    score: np.ndarray  # float32
-
-    @classmethod
-    def empty(cls) -> "Pairs":
-        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
-
-    @classmethod
-    def concat(cls, parts: list["Pairs"]) -> "Pairs":
-        if not parts:
-            return cls.empty()
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls._fields))
+__all__ = ["Pairs", "canonical_pairs", "empty_pairs", "mine_pairs", "resolve_mode"]
 
 
-def mine_exact(embeddings: np.ndarray, threshold: float, block_size: int = 4096) -> Pairs:
-    """Every pair with score >= threshold, by blocked matrix products."""
-    x = np.ascontiguousarray(embeddings, dtype=np.float32)
-    n = len(x)
-    parts = []
-    for start in range(0, n, block_size):
-        rows = x[start:start + block_size]
-        for col_start in range(start, n, block_size):
-            scores = rows @ x[col_start:col_start + block_size].T
-            bi, bj = np.nonzero(scores >= threshold)
-            i, j = bi + start, bj + col_start
-            keep = i < j
-            parts.append(Pairs(i[keep].astype(np.int64), j[keep].astype(np.int64),
-                               scores[bi[keep], bj[keep]].astype(np.float32)))
-    return Pairs.concat(parts)
+def resolve_mode(mode: str, n: int, approximate_min_n: int) -> str:
+    """The mode `auto` stands for at `n` rows; other modes are returned as-is."""
+    if mode == "auto":
+        return "approximate" if n >= approximate_min_n else "exact"
+    return mode
 
 
-def mine_pairs(embeddings: np.ndarray, threshold: float, *, mode: str = "auto",
-               block_size: int = 4096) -> tuple[Pairs, dict[str, Any]]:
-    """Pairs at or above `threshold`, and stats about how they were found."""
-    if mode not in ("auto", "exact"):
-        raise NotImplementedError(f"mining mode {mode!r} is not available yet")
-    pairs = mine_exact(embeddings, threshold, block_size)
-    return pairs, {"mode": "exact", "n": int(len(embeddings)), "recall": 1.0}
+def mine_pairs(
+    embeddings: np.ndarray,
+    threshold: float,
+    *,
+    mode: str = "auto",
+    block_size: int = 4096,
+    approximate_min_n: int = 200_000,
+    nlist: int = 0,
+    nprobe: int = 8,
+    recall_sample_size: int = 1000,
+    recall_target: float = 0.99,
+    seed: int = 0,
+) -> tuple[Pairs, dict[str, Any]]:
+    """All pairs `i < j` with score >= threshold, and a stats dict for summary.json.
+
+    Args:
+        embeddings: `[N, d]` float32, L2-normalised.
+        threshold: smallest score returned (the near-duplicate threshold).
+        mode: `exact`, `approximate` or `auto` (exact below `approximate_min_n`).
+        block_size: tile rows (exact) / query rows per matmul (approximate).
+        approximate_min_n: where `auto` switches to approximate.
+        nlist, nprobe, recall_sample_size, recall_target, seed: approximate
+            mode settings, see `approximate.mine_approximate`.
+
+    Returns:
+        `(pairs, stats)`. Exact runs report `recall_sampled: 1.0` by
+        construction (`recall_exact: true`); approximate runs report what
+        they measured.
+    """
+    if mode not in LOCAL_MODES:
+        raise ValueError(f"mine_pairs mode must be one of {LOCAL_MODES}, got {mode!r} "
+                         "(distributed mining runs as the Beam transform MineDistributed)")
+    n = int(embeddings.shape[0])
+    chosen = resolve_mode(mode, n, approximate_min_n)
+    if chosen == "approximate":
+        from transforms.mining.approximate import mine_approximate
+
+        pairs, stats = mine_approximate(
+            embeddings, threshold, nlist=nlist, nprobe=nprobe, block_size=block_size,
+            recall_sample_size=recall_sample_size, recall_target=recall_target, seed=seed)
+    else:
+        from transforms.mining.exact import mine_exact
+
+        t = time.perf_counter()
+        pairs = mine_exact(embeddings, threshold, block_size)
+        stats = {"mode": "exact", "n": n, "threshold": float(threshold),
+                 "block_size": int(block_size), "pairs_found": len(pairs),
+                 "recall_sampled": 1.0, "recall_exact": True,
+                 "mine_s": time.perf_counter() - t}
+    stats["mode_requested"] = mode
+    return pairs, stats

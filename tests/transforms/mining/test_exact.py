@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from transforms.mining import mine_pairs, resolve_mode
+from transforms.mining.exact import mine_exact, mine_exact_cross
+from transforms.mining.synthetic import clustered_embeddings
+
+
+def brute_force(x, threshold):
+    s = x @ x.T
+    i, j = np.nonzero(np.triu(s >= threshold, k=1))
+    return set(zip(i.tolist(), j.tolist())), s
+
+
+@pytest.mark.parametrize("n,block", [(1, 4), (7, 3), (300, 64), (300, 300), (301, 100), (1000, 999)])
+def test_exact_equals_brute_force(n, block):
+    x = clustered_embeddings(n, 32, topic_size=50, near_fraction=0.2, seed=n)
+    got = mine_exact(x, 0.9, block)
+    want, s = brute_force(x, 0.9)
+    assert set(zip(got.i.tolist(), got.j.tolist())) == want
+    assert np.all(got.i < got.j)
+    np.testing.assert_allclose(got.score, s[got.i, got.j], atol=1e-5)
+    assert np.all(np.diff(got.i * n + got.j) > 0)  # sorted, no repeats
+
+
+def test_block_size_does_not_change_result():
+    x = clustered_embeddings(2000, 64, near_fraction=0.3, seed=1)
+    a = mine_exact(x, 0.9, 4096)
+    for bs in (7, 17, 512, 1999, 2000):
+        b = mine_exact(x, 0.9, bs)
+        assert np.array_equal(a.i, b.i) and np.array_equal(a.j, b.j)
+
+
+def test_no_cap_on_dense_cluster():
+    # 300 near-identical vectors: 44,850 pairs, far beyond any top_k=100 per row.
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal(16).astype(np.float32)
+    x = base + 0.001 * rng.standard_normal((300, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    assert len(mine_exact(x, 0.99, 64)) == 300 * 299 // 2
+
+
+def test_matches_sentence_transformers_paraphrase_mining():
+    torch = pytest.importorskip("torch")
+    from sentence_transformers.util import paraphrase_mining_embeddings
+
+    n = 700
+    x = clustered_embeddings(n, 64, topic_size=100, near_fraction=0.3, duplicate_fraction=0.1,
+                             seed=7)
+    ref = paraphrase_mining_embeddings(torch.tensor(x), top_k=n, max_pairs=10**9)
+    want = {(i, j) for s, i, j in ref if s >= 0.9}
+    got = mine_exact(x, 0.9, 256)
+    assert len(want) > 100 and len(ref) == n * (n - 1) // 2
+    assert set(zip(got.i.tolist(), got.j.tolist())) == want
+
+
+def test_cross_matches_full_product():
+    x = clustered_embeddings(500, 32, seed=2)
+    got = mine_exact_cross(x[:70], x, 0.9, 33)
+    i, j = np.nonzero(x[:70] @ x.T >= 0.9)
+    assert set(zip(got.i.tolist(), got.j.tolist())) == set(zip(i.tolist(), j.tolist()))
+
+
+def test_mine_pairs_dispatch():
+    x = clustered_embeddings(400, 32, seed=3)
+    assert resolve_mode("auto", 399, 400) == "exact"
+    assert resolve_mode("auto", 400, 400) == "approximate"
+    pairs, stats = mine_pairs(x, 0.9, mode="auto", approximate_min_n=10**6)
+    assert stats["mode"] == "exact" and stats["mode_requested"] == "auto"
+    assert stats["pairs_found"] == len(pairs) > 0
+    _, stats = mine_pairs(x, 0.9, mode="auto", approximate_min_n=100, recall_sample_size=50)
+    assert stats["mode"] == "approximate"
+    with pytest.raises(ValueError):
+        mine_pairs(x, 0.9, mode="distributed")

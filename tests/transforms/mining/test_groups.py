@@ -1,0 +1,124 @@
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from transforms.mining.groups import (
+    build_groups,
+    keeper_rank,
+    pair_tables,
+    parse_keeper_rule,
+)
+from transforms.mining.pairs import Pairs, canonical_pairs
+
+
+def _records(ids, width=None, height=None, file_size=None):
+    n = len(ids)
+    return pa.table({
+        "record_id": ids,
+        "key": [f"key-{r}" for r in ids],
+        "width": pa.array(width or [100] * n, pa.int32()),
+        "height": pa.array(height or [100] * n, pa.int32()),
+        "file_size": pa.array(file_size or [1000] * n, pa.int64()),
+    })
+
+
+def _pairs(triples, n):
+    i, j, s = zip(*triples)
+    return canonical_pairs(np.array(i), np.array(j), np.array(s, np.float32), n)
+
+
+def test_keeper_rule_order():
+    ids = np.array(["c", "a", "b", "d"])
+    rank = keeper_rank(ids, width=[10, 10, 20, 10], height=[10, 10, 10, 10],
+                       file_size=[5, 5, 1, 9])
+    # b has the largest area; then d (larger file); then a < c by id.
+    assert [ids[k] for k in np.argsort(rank)] == ["b", "d", "a", "c"]
+    assert parse_keeper_rule("file_size") == [("file_size", False), ("record_id", False)]
+    with pytest.raises(ValueError):
+        parse_keeper_rule("-colour")
+
+
+def test_no_chaining_and_reasons():
+    # a~b 0.95, b~c 0.95, a~c dissimilar; a is the best keeper (largest area).
+    rec = _records(["a", "b", "c"], width=[300, 200, 100])
+    res = build_groups(rec, _pairs([(0, 1, 0.95), (1, 2, 0.95)], 3))
+    drop = {r["record_id"]: r for r in res.drop.to_pylist()}
+    assert set(drop) == {"b"} and drop["b"]["keeper_id"] == "a"
+    assert drop["b"]["reason"] == "near_duplicate"
+    assert res.keep.column("record_id").to_pylist() == ["a", "c"]
+    # one component, cut into one group of two (c alone is kept, not listed)
+    assert res.stats["components"] == 1 and res.stats["groups"] == 1
+    assert res.keep_keys == ["key-a", "key-c"]
+
+
+def test_every_member_within_threshold_of_keeper():
+    rng = np.random.default_rng(3)
+    n = 60
+    i = rng.integers(0, n, 200)
+    j = rng.integers(0, n, 200)
+    s = rng.uniform(0.9, 1.0, 200).astype(np.float32)
+    pairs = canonical_pairs(i, j, s, n)
+    ids = [f"r{k:03d}" for k in range(n)]
+    res = build_groups(_records(ids, width=rng.integers(1, 50, n).tolist()), pairs)
+    score = {(ids[a], ids[b]): sc for a, b, sc in zip(pairs.i, pairs.j, pairs.score)}
+    for row in res.groups.to_pylist():
+        if row["kind"] != "keeper":
+            key = tuple(sorted((row["record_id"], row["keeper_id"])))
+            assert key in score and score[key] == pytest.approx(row["score_to_keeper"])
+            assert row["score_to_keeper"] >= 0.9
+
+
+def test_manifest_conservation_and_exact_copies():
+    rec = _records(["a", "b", "c", "d"], file_size=[10, 20, 30, 40])
+    pairs = _pairs([(0, 1, 0.9995), (2, 3, 0.5)], 4)
+    copies = pa.table({"record_id_a": ["a", "c"], "record_id_b": ["a2", "c2"],
+                       "sha256": ["x", "y"]})
+    res = build_groups(rec, pairs, copies)
+    keep = set(res.keep.column("record_id").to_pylist())
+    drop = {r["record_id"]: r for r in res.drop.to_pylist()}
+    assert keep.isdisjoint(drop) and keep | set(drop) == {"a", "b", "c", "d", "a2", "c2"}
+    # b (larger file) keeps over a; a's byte copy points at the final keeper b.
+    assert drop["a"] == {"record_id": "a", "reason": "duplicate", "keeper_id": "b"}
+    assert drop["a2"] == {"record_id": "a2", "reason": "exact_copy", "keeper_id": "b"}
+    assert drop["c2"]["reason"] == "exact_copy" and drop["c2"]["keeper_id"] == "c"
+    assert res.stats["dropped_exact_copy"] == 2
+    kinds = {r["record_id"]: r["kind"] for r in res.groups.to_pylist()}
+    assert kinds == {"a": "duplicate", "a2": "exact_copy", "b": "keeper",
+                     "c": "keeper", "c2": "exact_copy"}
+
+
+def test_same_input_any_row_order_same_output():
+    rng = np.random.default_rng(0)
+    n = 40
+    ids = [f"id{k}" for k in range(n)]
+    pairs = canonical_pairs(rng.integers(0, n, 80), rng.integers(0, n, 80),
+                            rng.uniform(0.9, 1.0, 80).astype(np.float32), n)
+    sizes = rng.integers(1, 4, n).tolist()  # many ties, broken by record_id
+    res1 = build_groups(_records(ids, width=sizes), pairs)
+    perm = rng.permutation(n)
+    inv = np.argsort(perm)
+    rec2 = _records([ids[k] for k in perm], width=[sizes[k] for k in perm])
+    pairs2 = canonical_pairs(inv[pairs.i], inv[pairs.j], pairs.score, n)
+    res2 = build_groups(rec2, pairs2)
+    assert res1.groups.equals(res2.groups)
+    assert res1.keep.equals(res2.keep) and res1.drop.equals(res2.drop)
+
+
+def test_duplicates_only_when_near_not_dropped():
+    rec = _records(["a", "b", "c"])
+    res = build_groups(rec, _pairs([(0, 1, 0.95), (0, 2, 0.9999)], 3), drop_near_duplicates=False)
+    assert res.drop.column("record_id").to_pylist() == ["c"]
+
+
+def test_copy_of_unknown_record_is_an_error():
+    copies = pa.table({"record_id_a": ["x"], "record_id_b": ["y"], "sha256": ["h"]})
+    with pytest.raises(ValueError):
+        build_groups(_records(["a"]), Pairs(np.empty(0, np.int64), np.empty(0, np.int64),
+                                            np.empty(0, np.float32)), copies)
+
+
+def test_pair_tables_order_by_string():
+    ids = np.array(["b", "a", "c"])
+    dup, near = pair_tables(_pairs([(0, 1, 0.9995), (0, 2, 0.93)], 3), ids, 0.999, 0.9)
+    assert dup.to_pylist() == [{"record_id_a": "a", "record_id_b": "b", "score": pytest.approx(0.9995)}]
+    assert near.to_pylist()[0]["record_id_a"] == "b" and near.to_pylist()[0]["record_id_b"] == "c"

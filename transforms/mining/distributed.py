@@ -1,0 +1,217 @@
+"""Distributed all-pairs mining as Beam transforms, for when one machine is not enough.
+
+`MineDistributed`: `(record_id, vector)` -> `{record_id_a, record_id_b, score}`
+
+  CountVectors / SampleForCentroids -> TrainCentroids (k-means, side input)
+  AssignPartitions: each vector to its `partitions_per_vector` nearest centroids,
+      so a pair straddling a boundary still meets in a shared partition
+  GroupByPartition -> MinePartitions: exact blocked mining inside each partition;
+      a pair is emitted only by the smallest partition both ends share, so a
+      pair found in several partitions comes out once, with no extra shuffle.
+
+`MeasureRecall`: `(vectors, pairs)` -> one stats dict: a deterministic sample of
+query rows is searched exactly against every vector, and the share of those
+pairs present in the mined pairs is the recall (what summary.json records).
+
+Sampling is by a stable hash of record_id, not random, so reruns on the same
+input train the same centroids and give the same pairs. Large partitions are
+mined in `block_size` tiles, so a worker's memory is bounded by its partition
+plus one tile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+
+from transforms.mining.exact import mine_exact, mine_exact_cross
+
+METRICS_NAMESPACE = "clipdedup"
+
+
+def _stable_hash(record_id: str, salt: str) -> int:
+    return int.from_bytes(hashlib.blake2b((salt + record_id).encode(), digest_size=8).digest(), "big")
+
+
+def _centroid_sample_key(kv: tuple[str, Any]) -> int:
+    return -_stable_hash(kv[0], "centroids")  # Top.Of keeps the largest: negate
+
+
+def _recall_sample_key(kv: tuple[str, Any]) -> int:
+    return -_stable_hash(kv[0], "recall")
+
+
+def _ordered(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+def _train_centroids(sample: list[tuple[str, Any]], count: int, nlist: int, partition_size: int,
+                     seed: int, kmeans_iterations: int) -> np.ndarray:
+    from transforms.mining.approximate import train_centroids
+
+    if not sample:
+        return np.zeros((0, 0), dtype=np.float32)
+    x = np.stack([np.asarray(v, dtype=np.float32) for _, v in sorted(sample, key=lambda kv: kv[0])])
+    k = nlist or max(1, math.ceil(count / max(1, partition_size)))
+    k = max(1, min(k, x.shape[0]))
+    if k == 1:
+        return np.ascontiguousarray(x[:1] * 0 + x.mean(axis=0, keepdims=True), dtype=np.float32)
+    return train_centroids(x, k, seed=seed, niter=kmeans_iterations,
+                           points_per_centroid=max(1, x.shape[0] // k))
+
+
+class _AssignFn(beam.DoFn):
+    def __init__(self, partitions_per_vector: int):
+        self._k = partitions_per_vector
+
+    def process(self, element: tuple[str, Any], centroids: np.ndarray):
+        record_id, vector = element
+        v = np.asarray(vector, dtype=np.float32)
+        scores = centroids @ v
+        k = min(self._k, scores.shape[0])
+        top = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(k)
+        parts = tuple(sorted(int(p) for p in top))
+        for p in parts:
+            yield p, (record_id, v, parts)
+
+
+class _MinePartitionFn(beam.DoFn):
+    def __init__(self, threshold: float, block_size: int):
+        self._threshold = threshold
+        self._block_size = block_size
+        self._pairs = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "partition_pairs_emitted")
+        self._sizes = beam.metrics.Metrics.distribution(METRICS_NAMESPACE, "partition_size")
+
+    def process(self, element: tuple[int, Iterable[tuple[str, np.ndarray, tuple[int, ...]]]]):
+        pid, rows = element
+        rows = sorted(rows, key=lambda r: r[0])
+        self._sizes.update(len(rows))
+        if len(rows) < 2:
+            return
+        x = np.stack([r[1] for r in rows])
+        pairs = mine_exact(x, self._threshold, self._block_size)
+        for i, j, s in zip(pairs.i.tolist(), pairs.j.tolist(), pairs.score.tolist()):
+            a, b = rows[i], rows[j]
+            if a[0] == b[0]:
+                continue
+            if min(set(a[2]) & set(b[2])) != pid:
+                continue  # the smallest shared partition emits this pair
+            ra, rb = _ordered(a[0], b[0])
+            self._pairs.inc()
+            yield {"record_id_a": ra, "record_id_b": rb, "score": float(s)}
+
+
+class MineDistributed(beam.PTransform):
+    """Pairs of vectors with inner product >= threshold, mined partition by partition.
+
+    Input: `(record_id, vector)` with L2-normalised float vectors, ids unique.
+    Output: dicts `{record_id_a, record_id_b, score}` (PAIRS_SCHEMA rows),
+    `record_id_a < record_id_b`, each pair once. Pairs whose ends share none
+    of their `partitions_per_vector` nearest partitions are missed; measure
+    how many with `MeasureRecall`. With one partition the result is exact.
+    """
+
+    def __init__(self, threshold: float, *, nlist: int = 0, partition_size: int = 20_000,
+                 partitions_per_vector: int = 2, train_sample_size: int = 50_000,
+                 block_size: int = 4096, seed: int = 0, kmeans_iterations: int = 10):
+        super().__init__()
+        self._threshold = float(threshold)
+        self._nlist = int(nlist)
+        self._partition_size = int(partition_size)
+        self._k = int(partitions_per_vector)
+        self._sample = int(train_sample_size)
+        self._block_size = int(block_size)
+        self._seed = int(seed)
+        self._iters = int(kmeans_iterations)
+
+    def expand(self, pcoll: beam.PCollection[tuple[str, Any]]) -> beam.PCollection[dict]:
+        count = pcoll | "CountVectors" >> beam.combiners.Count.Globally()
+        sample = pcoll | "SampleForCentroids" >> beam.combiners.Top.Of(
+            self._sample, key=_centroid_sample_key)
+        centroids = sample | "TrainCentroids" >> beam.Map(
+            _train_centroids, count=beam.pvalue.AsSingleton(count), nlist=self._nlist,
+            partition_size=self._partition_size, seed=self._seed,
+            kmeans_iterations=self._iters)
+        return (
+            pcoll
+            | "AssignPartitions" >> beam.ParDo(_AssignFn(self._k),
+                                               beam.pvalue.AsSingleton(centroids))
+            | "GroupByPartition" >> beam.GroupByKey()
+            | "MinePartitions" >> beam.ParDo(_MinePartitionFn(self._threshold, self._block_size))
+        )
+
+
+def _exact_pairs_of_sample(batch: list[tuple[str, Any]], sample: list[tuple[str, Any]],
+                           threshold: float):
+    if not sample or not batch:
+        return
+    q_ids = [r for r, _ in sample]
+    q = np.stack([np.asarray(v, dtype=np.float32) for _, v in sample])
+    x = np.stack([np.asarray(v, dtype=np.float32) for _, v in batch])
+    hits = mine_exact_cross(q, x, threshold, 4096)
+    for qi, xi in zip(hits.i.tolist(), hits.j.tolist()):
+        a, b = q_ids[qi], batch[xi][0]
+        if a != b:
+            yield _ordered(a, b), "exact"
+
+
+def _found_pairs_of_sample(pair: dict, sample_ids: set):
+    if pair["record_id_a"] in sample_ids or pair["record_id_b"] in sample_ids:
+        yield (pair["record_id_a"], pair["record_id_b"]), "found"
+
+
+def _recall_stats(counts: dict[str, int], sample_size: int) -> dict[str, Any]:
+    total, got = counts.get("exact", 0), counts.get("found", 0)
+    return {"recall_sampled": (got / total) if total else None,
+            "recall_sample_size": sample_size, "recall_exact_pairs": total,
+            "recall_found_pairs": got}
+
+
+class MeasureRecall(beam.PTransform):
+    """Recall of mined pairs on the exact pairs of a deterministic sample of rows.
+
+    Input: a tuple `(vectors, pairs)`: the `(record_id, vector)` PCollection
+    and `MineDistributed`'s output. Output: one dict with `recall_sampled`
+    (None when the sample has no pairs), `recall_sample_size`,
+    `recall_exact_pairs`, `recall_found_pairs`.
+    """
+
+    def __init__(self, threshold: float, sample_size: int = 1000, batch_size: int = 4096):
+        super().__init__()
+        self._threshold = float(threshold)
+        self._sample_size = int(sample_size)
+        self._batch_size = int(batch_size)
+
+    def expand(self, pvals) -> beam.PCollection[dict]:
+        vectors, pairs = pvals
+        sample = vectors | "SampleQueries" >> beam.combiners.Top.Of(
+            self._sample_size, key=_recall_sample_key)
+        sample_ids = sample | "SampleIds" >> beam.Map(lambda rows: {r for r, _ in rows})
+        exact = (
+            vectors
+            | "BatchVectors" >> beam.BatchElements(min_batch_size=self._batch_size,
+                                                   max_batch_size=self._batch_size)
+            | "ExactSamplePairs" >> beam.FlatMap(
+                _exact_pairs_of_sample, sample=beam.pvalue.AsSingleton(sample),
+                threshold=self._threshold)
+            | "DistinctExact" >> beam.Distinct()
+        )
+        found = pairs | "FoundSamplePairs" >> beam.FlatMap(
+            _found_pairs_of_sample, sample_ids=beam.pvalue.AsSingleton(sample_ids))
+        # A found pair counts only if it is one of the exact pairs.
+        matched = (
+            (exact, found)
+            | "MergeExactFound" >> beam.Flatten()
+            | "GroupPairKey" >> beam.GroupByKey()
+            | "TagPairs" >> beam.FlatMap(
+                lambda kv: (["exact"] + (["found"] if "found" in kv[1] else []))
+                if "exact" in kv[1] else [])
+            | "CountTags" >> beam.combiners.Count.PerElement()
+            | "ToDict" >> beam.combiners.ToDict()
+        )
+        return matched | "RecallStats" >> beam.Map(_recall_stats, sample_size=self._sample_size)

@@ -1,0 +1,122 @@
+"""The mine stage's single-machine body: embeddings table in, run-folder tables out.
+
+    records, x = read_embeddings("run/embeddings")          # one copy of the vectors
+    out = mine_records(records, x, exact_duplicates, config)  # pairs, groups, manifest
+    write_outputs(out, tmp_run_dir)                         # caller publishes (_SUCCESS)
+
+For `mode: distributed`, pairs come from the Beam transform `MineDistributed`;
+turn its rows back into index pairs with `pairs_from_table` and call
+`finish(records, pairs, exact_duplicates, config, stats)` for groups and the
+manifest (those need only ids, sizes and pairs, never the vectors).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from transforms.mining import mine_pairs
+from transforms.mining.groups import build_groups, pair_tables
+from transforms.mining.pairs import Pairs, canonical_pairs
+
+METADATA_COLUMNS = ["record_id", "key", "sha256", "width", "height", "file_size"]
+NORM_TOLERANCE = 1e-3
+
+
+@dataclass
+class MineOutputs:
+    duplicates: pa.Table
+    near_duplicates: pa.Table
+    groups: pa.Table
+    keep: pa.Table
+    drop: pa.Table
+    keep_keys: list[str]
+    stats: dict[str, Any]
+
+
+def read_embeddings(path: str) -> tuple[pa.Table, np.ndarray]:
+    """Metadata table and `[N, d]` float32 matrix of an embeddings Parquet file or folder.
+
+    Batches are copied straight into one preallocated matrix, so peak memory
+    is one copy of the vectors (2 GB at 1M x 512), not two. Files whose names
+    start with `_` or `.` are skipped (pyarrow's rule). Raises ValueError on
+    vectors that are not L2-normalised (the table's contract).
+    """
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(path, format="parquet")
+    field = dataset.schema.field("embedding")
+    dim = field.type.list_size
+    if dim is None or dim <= 0:
+        raise ValueError(f"{path}: embedding must be fixed_size_list<float32>, got {field.type}")
+    n = dataset.count_rows()
+    x = np.empty((n, dim), dtype=np.float32)
+    meta = []
+    row = 0
+    for batch in dataset.to_batches(columns=METADATA_COLUMNS + ["embedding"]):
+        emb = batch.column("embedding")
+        values = emb.values.to_numpy(zero_copy_only=False)[emb.offset * dim : (emb.offset + len(emb)) * dim]
+        x[row : row + len(emb)] = values.reshape(-1, dim)
+        row += len(emb)
+        meta.append(batch.select(METADATA_COLUMNS))
+    records = pa.Table.from_batches(meta, schema=meta[0].schema) if meta else pa.table(
+        {c: [] for c in METADATA_COLUMNS})
+    norms = np.linalg.norm(x, axis=1) if n else np.empty(0)
+    bad = int((np.abs(norms - 1.0) > NORM_TOLERANCE).sum())
+    if bad:
+        raise ValueError(f"{path}: {bad} of {n} embeddings are not L2-normalised")
+    return records, x
+
+
+def pairs_from_table(table: pa.Table, records: pa.Table) -> Pairs:
+    """Index pairs (into `records`) from a `{record_id_a, record_id_b, score}` table."""
+    index = {rid: k for k, rid in enumerate(records.column("record_id").to_pylist())}
+    i = np.array([index[r] for r in table.column("record_id_a").to_pylist()], dtype=np.int64)
+    j = np.array([index[r] for r in table.column("record_id_b").to_pylist()], dtype=np.int64)
+    s = table.column("score").to_numpy().astype(np.float32)
+    return canonical_pairs(i, j, s, max(records.num_rows, 1))
+
+
+def finish(records: pa.Table, pairs: Pairs, exact_duplicates: pa.Table | None, config: Any,
+           stats: dict[str, Any]) -> MineOutputs:
+    """Pair tables, groups and the manifest from mined pairs; stats merged for summary.json."""
+    dup, near = pair_tables(pairs, np.asarray(records.column("record_id").to_pylist(), dtype=object),
+                            config.duplicate_threshold, config.near_duplicate_threshold)
+    res = build_groups(records, pairs, exact_duplicates,
+                       duplicate_threshold=config.duplicate_threshold,
+                       near_duplicate_threshold=config.near_duplicate_threshold,
+                       drop_near_duplicates=config.drop_near_duplicates,
+                       keeper_rule=config.keeper_rule)
+    stats = dict(stats, duplicates=dup.num_rows, near_duplicates=near.num_rows)
+    return MineOutputs(dup, near, res.groups, res.keep, res.drop, res.keep_keys,
+                       {"mining": stats, "groups": res.stats})
+
+
+def mine_records(records: pa.Table, x: np.ndarray, exact_duplicates: pa.Table | None,
+                 config: Any) -> MineOutputs:
+    """Mines `x` (rows of `records`) locally per `config.mode` (auto/exact/approximate)."""
+    pairs, stats = mine_pairs(
+        x, config.near_duplicate_threshold, mode=config.mode, block_size=config.block_size,
+        approximate_min_n=config.approximate_min_n, nlist=config.nlist, nprobe=config.nprobe,
+        recall_sample_size=config.recall_sample_size, recall_target=config.recall_target,
+        seed=config.mining_seed)
+    return finish(records, pairs, exact_duplicates, config, stats)
+
+
+def write_outputs(out: MineOutputs, folder: str) -> None:
+    """Writes the pair tables, groups, keep/drop manifest and keep.txt into `folder`."""
+    bad = [k for k in out.keep_keys if "\n" in k or "\r" in k]
+    if bad:
+        raise ValueError(f"{len(bad)} keys contain a line break (e.g. {bad[0]!r}); "
+                         "keep.txt cannot hold them")
+    os.makedirs(folder, exist_ok=True)
+    for name, table in [("duplicates", out.duplicates), ("near_duplicates", out.near_duplicates),
+                        ("groups", out.groups), ("keep", out.keep), ("drop", out.drop)]:
+        pq.write_table(table, os.path.join(folder, f"{name}.parquet"))
+    with open(os.path.join(folder, "keep.txt"), "w", encoding="utf-8") as f:
+        f.writelines(key + "\n" for key in out.keep_keys)
