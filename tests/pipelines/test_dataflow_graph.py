@@ -65,13 +65,15 @@ def test_embed_pipeline_translates_for_dataflow_with_setup_file():
     assert job.proto.environment.experiments is not None
 
 
-def test_mine_pipeline_translates_for_dataflow_on_gpu_workers():
+@pytest.mark.parametrize("mode, steps", [
+    ("auto", {"EmbeddingsTable", "MinePairs"}),
+    ("distributed", {"ReadEmbeddings", "MineDistributed", "SplitPairs", "MeasureRecall"})])
+def test_mine_pipeline_translates_for_dataflow_on_gpu_workers(mode, steps):
     options = PipelineOptions(DRY_RUN + GPU_WORKERS)
     pipeline = mine_pipeline.build_pipeline(
-        _config(), f"{STAGING}/embeddings/*.parquet", STAGING, options)
+        _config().replace(mode=mode), f"{STAGING}/embeddings/*.parquet", STAGING, options)
     proto, job = _dry_run(pipeline)
-    assert {"EmbeddingsTable", "MinePairs", "WriteDuplicates", "WriteNearDuplicates",
-            "WriteStats"} <= _labels(proto)
+    assert steps | {"WriteDuplicates", "WriteNearDuplicates", "WriteStats"} <= _labels(proto)
     images = {e.payload for e in proto.components.environments.values()}
     assert any(b"worker-gpu:0.1.0" in payload for payload in images), images
     assert "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver" in \
