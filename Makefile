@@ -1,13 +1,14 @@
 # clipdedup: two commands do all set-up on a fresh machine.
 #   make demo   - install, build a sample dataset, run the job, print a summary
 #   make test   - install, run the test suite
+#   make run-dataflow PROJECT=... REGION=... BUCKET=...  - the job on Dataflow (docs/dataflow.md)
 
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test test-all bench bench-embed bench-mine lint clean
+.PHONY: install demo test test-all bench bench-embed bench-mine lint clean run-dataflow
 
 install: $(STAMP)
 
@@ -34,6 +35,26 @@ bench-mine: install
 
 bench-embed: install
 	$(PY) bench/embed.py
+
+# The whole job on Google Cloud Dataflow: inputs and outputs on gs://.
+# Optional: INPUT, OUTPUT, MODEL (hub name or gs:// folder), IMAGE (a worker
+# container from docker/), GPU=1 (T4 workers; needs the GPU IMAGE),
+# DATAFLOW_FLAGS (any other Beam/Dataflow flags).
+INPUT  ?= gs://$(BUCKET)/shards/*.tar
+OUTPUT ?= gs://$(BUCKET)/clipdedup
+MODEL  ?= clip-ViT-B-32
+GPU_FLAGS = --device cuda --machine_type n1-standard-8 --number_of_worker_harness_threads 1 \
+	--dataflow_service_options 'worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver'
+
+run-dataflow: install
+	@test -n "$(PROJECT)" -a -n "$(REGION)" -a -n "$(BUCKET)" || \
+	  { echo "usage: make run-dataflow PROJECT=... REGION=... BUCKET=... [INPUT=gs://...] [OUTPUT=gs://...] [MODEL=...] [IMAGE=...] [GPU=1]"; exit 2; }
+	$(VENV)/bin/clipdedup run --config dataflow --input '$(INPUT)' --output $(OUTPUT) \
+	  --model $(MODEL) --runner DataflowRunner --project $(PROJECT) --region $(REGION) \
+	  --temp_location gs://$(BUCKET)/tmp --staging_location gs://$(BUCKET)/staging \
+	  --experiments use_runner_v2 \
+	  $(if $(IMAGE),--sdk_container_image $(IMAGE) --sdk_location container,--setup_file ./setup.py) \
+	  $(if $(GPU),$(GPU_FLAGS)) $(DATAFLOW_FLAGS)
 
 lint: install
 	$(VENV)/bin/ruff check pipelines transforms tests bench

@@ -4,11 +4,31 @@ configs and the `clipdedup` console script.
 Also serves as Dataflow's `--setup_file`, so workers get the same code.
 """
 
+import glob
 import os
+import shutil
 
 import setuptools
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIGS = sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "configs", "*.yaml")))
+
+
+class BuildPyWithConfigs(build_py):
+    """Also copies `configs/*.yaml` into the package as `pipelines/configs/`.
+
+    The source keeps one copy of each config at the top level; an installed
+    wheel (and a Dataflow worker) finds them by name through
+    `pipelines.config.resolve_config_path`.
+    """
+
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "pipelines", "configs")
+        os.makedirs(target, exist_ok=True)
+        for path in CONFIGS:
+            shutil.copy(os.path.join(HERE, path), target)
 
 
 def requirements():
@@ -24,7 +44,8 @@ setuptools.setup(
                 "of images with CLIP embeddings on Apache Beam.",
     packages=setuptools.find_packages(include=["pipelines", "pipelines.*",
                                                "transforms", "transforms.*"]),
-    data_files=[("configs", ["configs/local.yaml", "configs/dataflow.yaml"])],
+    data_files=[("configs", CONFIGS)],
+    cmdclass={"build_py": BuildPyWithConfigs},
     python_requires=">=3.10",
     install_requires=requirements(),
     entry_points={"console_scripts": ["clipdedup=pipelines.cli:main"]},

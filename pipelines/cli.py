@@ -4,6 +4,7 @@
     clipdedup embed --input data/ --output out/            # stage 1 alone
     clipdedup mine  --embeddings out/<run>/embeddings --output out/   # stage 2 alone
     clipdedup make-stand-in --size tiny --output models/clip-tiny
+    clipdedup check-backend --model clip-ViT-B-32 --images data/ --backend onnx-int8
     clipdedup demo                                         # sample data, end to end
 
 Flags this parser does not know (`--runner`, `--direct_num_workers`, Dataflow
@@ -17,14 +18,15 @@ import json
 import logging
 import sys
 
-from pipelines.config import MODES, load_config
+from pipelines import check_backend
+from pipelines.config import MODES, Config, load_config
 
 log = logging.getLogger("clipdedup")
 
 
 def _add_common(p: argparse.ArgumentParser, stage_flags: bool = True) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    p.add_argument("--config", help="YAML config (see configs/local.yaml)")
+    p.add_argument("--config", help="YAML config, or a bundled one by name: local, dataflow")
     p.add_argument("--output", help="folder (or gs:// prefix) that receives <run_id>/")
     p.add_argument("--run-id", help="name of the run folder (default: UTC timestamp)")
     p.add_argument("--overwrite", action="store_true", help="replace a published run folder")
@@ -36,7 +38,9 @@ def _add_common(p: argparse.ArgumentParser, stage_flags: bool = True) -> None:
                        help="glob or directory of tar shards, Parquet or image files; repeatable")
         p.add_argument("--model", help="sentence-transformers model: hub name or folder")
         p.add_argument("--device", help="cpu or cuda")
-        p.add_argument("--batch-size", type=int)
+        p.add_argument("--batch-size", type=int, help="images per forward pass; 0 = per device")
+        p.add_argument("--backend", help="torch | torch-int8 | onnx-int8 (docs/throughput.md)")
+        p.add_argument("--num-threads", type=int, help="torch threads per worker")
         p.add_argument("--max-error-fraction", type=float,
                        help="fail the run if more records than this fraction fail")
 
@@ -58,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="write a random-weight CLIP in sentence-transformers format")
     stand_in.add_argument("--size", choices=("tiny", "base"), default="tiny")
     stand_in.add_argument("--output", required=True)
+    check_backend.add_parser(sub)
     demo = sub.add_parser("demo", help="build sample data and run the whole job on it")
     demo.add_argument("--output", default="demo-output")
     demo.add_argument("--data", default="demo-output/data")
@@ -103,6 +108,18 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
     print("\n".join(lines), file=out)
 
 
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config file named by `--config`, overridden by the stage flags given."""
+    return load_config(args.config).replace(
+        output=args.output, run_id=args.run_id, mode=args.mode,
+        duplicate_threshold=args.duplicate_threshold,
+        near_duplicate_threshold=args.near_duplicate_threshold,
+        **({} if args.command == "mine" else dict(
+            inputs=args.inputs, model=args.model, device=args.device,
+            batch_size=args.batch_size, backend=args.backend, num_threads=args.num_threads,
+            max_error_fraction=args.max_error_fraction)))
+
+
 def run(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
@@ -112,19 +129,15 @@ def run(argv: list[str] | None = None) -> int:
         from pipelines.stand_in import write_stand_in
         print(write_stand_in(args.output, args.size))
         return 0
+    if args.command == "check-backend":
+        return check_backend.run(args)
     if args.command == "demo":
         from pipelines.demo import run_demo
         return run_demo(args.output, args.data, beam_args)
 
     from pipelines.jobs import execute
 
-    config = load_config(args.config).replace(
-        output=args.output, run_id=args.run_id, mode=args.mode,
-        duplicate_threshold=args.duplicate_threshold,
-        near_duplicate_threshold=args.near_duplicate_threshold,
-        **({} if args.command == "mine" else dict(
-            inputs=args.inputs, model=args.model, device=args.device,
-            batch_size=args.batch_size, max_error_fraction=args.max_error_fraction)))
+    config = config_from_args(args)
     summary = execute(config, beam_args, embed=args.command in ("run", "embed"),
                       mine=args.command in ("run", "mine"),
                       embeddings=getattr(args, "embeddings", None), overwrite=args.overwrite)

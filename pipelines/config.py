@@ -9,6 +9,7 @@ Every key is documented in `configs/local.yaml` and in the README.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import yaml
@@ -27,12 +28,16 @@ class Config:
 
     # Model.
     model: str = "clip-ViT-B-32"
-    device: str = "cpu"
+    device: str = "cpu"  # cpu or cuda[:N] (fp16 autocast)
     embedding_dim: int | None = None  # read from the model folder when None
-    batch_size: int = 32
+    batch_size: int = 0  # images per forward pass; 0 = per-device default
+    backend: str = "torch"  # torch | torch-int8 | onnx-int8 (docs/throughput.md)
+    num_threads: int = 0  # torch threads per worker; 0 = torch's default
 
     # Decoding.
     max_image_pixels: int = 89_478_485  # Pillow's default cap, made explicit
+    decode_isolation: str = "none"  # none | subprocess (contains decoder hangs and crashes)
+    decode_timeout_s: float = 30.0  # per image, in subprocess isolation
 
     # Mining.
     duplicate_threshold: float = 0.999
@@ -67,8 +72,13 @@ class Config:
             )
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.batch_size < 1 or self.block_size < 1:
-            raise ValueError("batch_size and block_size must be positive")
+        if self.decode_isolation not in ("none", "subprocess"):
+            raise ValueError("decode_isolation must be 'none' or 'subprocess', "
+                             f"got {self.decode_isolation!r}")
+        if self.decode_timeout_s <= 0:
+            raise ValueError("decode_timeout_s must be positive")
+        if self.batch_size < 0 or self.block_size < 1 or self.num_threads < 0:
+            raise ValueError("batch_size and num_threads must be >= 0, block_size positive")
         if min(self.nprobe, self.partitions_per_vector, self.partition_size) < 1 or self.nlist < 0:
             raise ValueError("nprobe, partitions_per_vector, partition_size must be positive, nlist >= 0")
         if self.recall_sample_size < 0 or not 0.0 <= self.recall_target <= 1.0:
@@ -92,10 +102,39 @@ class Config:
         return out
 
 
+# Where the bundled configs live: `configs/` in a source checkout, and
+# `pipelines/configs/` inside an installed wheel (setup.py copies them there),
+# so `--config dataflow` works on a Dataflow worker and after `pip install`.
+_CONFIG_DIRS = (os.path.join(os.path.dirname(__file__), "configs"),
+                os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "configs"))
+
+
+def resolve_config_path(path: str) -> str:
+    """A YAML path as given, or a bundled config by name (`local`, `dataflow`)."""
+    if os.path.isfile(path):
+        return path
+    name = os.path.basename(path)
+    name = name if name.endswith((".yaml", ".yml")) else name + ".yaml"
+    if os.sep in path.rstrip(os.sep) and os.path.dirname(path) != "configs":
+        raise FileNotFoundError(f"config file not found: {path}")
+    for folder in _CONFIG_DIRS:
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(f"config not found: {path} (bundled configs: local, dataflow)")
+
+
 def load_config(path: str | None) -> Config:
-    """Reads a YAML config; unknown keys are an error, not a silent no-op."""
+    """Reads a YAML config; unknown keys are an error, not a silent no-op.
+
+    Args:
+        path: a YAML file, or the name of a bundled config (`local`,
+            `dataflow`, also as `configs/dataflow.yaml` from any folder).
+    """
     if not path:
         return Config()
+    path = resolve_config_path(path)
     with open(path, encoding="utf-8") as f:
         raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):

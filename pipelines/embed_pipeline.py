@@ -2,6 +2,7 @@
 
     MatchInputs -> IndexRecords (ids + sha256 only) -> FindByteCopies
                 -> ReadImages -> SkipByteCopies -> DecodeImages -> EmbedImages
+    FindByteCopies + decode/embed errors -> SettleCopiesOfFailures
     errors of every stage -> WriteErrors; shard status -> WriteShards
 
 Files are read twice: a cheap index pass (hashing, no bytes kept) finds byte
@@ -17,7 +18,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.config import Config
 from transforms import schemas
-from transforms.byte_copies import FindByteCopies, SkipByteCopies
+from transforms.byte_copies import (
+    FindByteCopies,
+    SettleCopiesOfFailures,
+    SkipByteCopies,
+)
 from transforms.decode import DecodeImages
 from transforms.embed import EmbedImages, SentenceTransformerImageHandler
 from transforms.read import MatchInputs, ReadRecords
@@ -44,17 +49,22 @@ def build_pipeline(config: Config, staging: str, embedding_dim: int,
                ).records
     decoded = (records
                | "SkipByteCopies" >> SkipByteCopies(exact_pairs)
-               | "DecodeImages" >> DecodeImages(image_size, config.max_image_pixels))
-    handler = SentenceTransformerImageHandler(config.model, config.device, config.batch_size)
+               | "DecodeImages" >> DecodeImages(image_size, config.max_image_pixels,
+                                                config.decode_isolation,
+                                                config.decode_timeout_s))
+    handler = SentenceTransformerImageHandler(config.model, config.device, config.batch_size,
+                                              config.backend, config.num_threads)
     embeddings, embed_errors = decoded.images | "EmbedImages" >> EmbedImages(
         handler, config.model)
 
     shards = config.num_output_shards
     _ = embeddings | "WriteEmbeddings" >> WriteTable(
         staging, EMBEDDINGS, schemas.embeddings_schema(embedding_dim), shards)
-    _ = exact_pairs | "WriteExactDuplicates" >> WriteTable(
+    failures = (decoded.errors, embed_errors) | "RecordFailures" >> beam.Flatten()
+    settled = exact_pairs | "SettleCopiesOfFailures" >> SettleCopiesOfFailures(failures)
+    _ = settled.pairs | "WriteExactDuplicates" >> WriteTable(
         staging, EXACT_DUPLICATES, schemas.EXACT_DUPLICATES_SCHEMA, 1)
-    _ = ((index.errors, decoded.errors, embed_errors)
+    _ = ((index.errors, failures, settled.errors)
          | "AllErrors" >> beam.Flatten()
          | "WriteErrors" >> WriteTable(staging, ERRORS, schemas.ERRORS_SCHEMA, 1))
     _ = index.shards | "WriteShards" >> WriteTable(staging, SHARDS, schemas.SHARDS_SCHEMA, 1)

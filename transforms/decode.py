@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -113,13 +115,15 @@ def decode_image(data: bytes, size: int = 224, max_pixels: int = 89_478_485
     unsupported = _unsupported_format(data)
     if unsupported:
         raise DecodeError(R.UNSUPPORTED_FORMAT, f"{unsupported} images are not decoded")
+    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own check at open() then uses our cap
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
                 img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            except UnidentifiedImageError as exc:
-                raise DecodeError(R.UNIDENTIFIED, str(exc)) from None
+            except UnidentifiedImageError:
+                raise DecodeError(R.UNIDENTIFIED, "not an image in an allowed format "
+                                  f"({', '.join(ALLOWED_FORMATS)})") from None
             w, h = img.size
             if w <= 0 or h <= 0 or w * h > max_pixels:
                 raise DecodeError(R.TOO_LARGE, f"{w}x{h} exceeds the cap of {max_pixels} pixels")
@@ -148,14 +152,24 @@ def decode_image(data: bytes, size: int = 224, max_pixels: int = 89_478_485
     return pixels, w, h
 
 
+ISOLATION_MODES = ("none", "subprocess")
+
+
+class Decoded(NamedTuple):
+    images: beam.PCollection  # DecodedImage
+    errors: beam.PCollection  # error rows
+
+
 class _DecodeFn(beam.DoFn):
-    def __init__(self, size: int, max_pixels: int):
+    def __init__(self, size: int, max_pixels: int,
+                 decoder: Callable[..., tuple[np.ndarray, int, int]] = decode_image):
         self._size = size
         self._max_pixels = max_pixels
+        self._decoder = decoder
 
     def process(self, record: R.ImageRecord):
         try:
-            pixels, w, h = decode_image(record.data, self._size, self._max_pixels)
+            pixels, w, h = self._decoder(record.data, self._size, self._max_pixels)
         except DecodeError as exc:
             counter("decode_failed").inc()
             yield beam.pvalue.TaggedOutput(
@@ -165,17 +179,49 @@ class _DecodeFn(beam.DoFn):
         yield R.DecodedImage(record.without_data(), w, h, pixels)
 
 
+def _contained_failure(dead_letter) -> dict:
+    """A record whose isolated decoding timed out or killed its subprocess -> error row."""
+    record, (exc_type, exc_repr, _traceback) = dead_letter
+    reason = R.DECODE_TIMEOUT if issubclass(exc_type, TimeoutError) else R.DECODER_CRASHED
+    counter(reason).inc()
+    return R.record_error(record, R.DECODE, reason, f"{exc_type.__name__}: {exc_repr}")
+
+
 class DecodeImages(beam.PTransform):
-    """`ImageRecord` -> `DecodedImage` (main) and error rows (`errors`).
+    """`ImageRecord` -> `Decoded(images=DecodedImage, errors=error rows)`.
+
+    With `isolation="subprocess"` decoding runs in a long-lived subprocess
+    (Beam's `with_exception_handling(use_subprocess=True, timeout=...)`), so a
+    decoder that hangs (`decode_timeout`) or crashes the process
+    (`decoder_crashed`, e.g. a segfault in a codec) costs one error row, not the
+    job. Counters incremented inside the subprocess are not reported.
 
     Args:
         size: side S of the square model input (224 for ViT-B/32).
         max_pixels: images with more pixels are rejected as `too_large`.
+        isolation: `none` (decode in the worker) or `subprocess`.
+        timeout_s: per-image limit in `subprocess` mode (None: no limit).
+        decoder: the decoding function (tests inject hanging/crashing ones).
     """
 
-    def __init__(self, size: int = 224, max_pixels: int = 89_478_485):
+    def __init__(self, size: int = 224, max_pixels: int = 89_478_485, isolation: str = "none",
+                 timeout_s: float | None = None,
+                 decoder: Callable[..., tuple[np.ndarray, int, int]] = decode_image):
         super().__init__()
-        self._fn = _DecodeFn(size, max_pixels)
+        if isolation not in ISOLATION_MODES:
+            raise ValueError(f"decode isolation must be one of {ISOLATION_MODES}, "
+                             f"got {isolation!r}")
+        self._fn = _DecodeFn(size, max_pixels, decoder)
+        self._isolation = isolation
+        self._timeout_s = timeout_s
 
-    def expand(self, records: beam.PCollection[R.ImageRecord]):
-        return records | "Decode" >> beam.ParDo(self._fn).with_outputs("errors", main="images")
+    def expand(self, records: beam.PCollection[R.ImageRecord]) -> Decoded:
+        decode = beam.ParDo(self._fn).with_outputs("errors", main="images")
+        if self._isolation == "none":
+            out = records | "Decode" >> decode
+            return Decoded(out.images, out.errors)
+        out = records | "Decode" >> decode.with_exception_handling(
+            dead_letter_tag="contained", use_subprocess=True, timeout=self._timeout_s)
+        contained = out["contained"] | "ContainedFailures" >> beam.Map(_contained_failure)
+        errors = (out["errors"], contained) | "DecodeErrors" >> beam.Flatten()
+        return Decoded(out["images"], errors)

@@ -70,42 +70,106 @@ def local_model_dim(path: str) -> int | None:
 
 
 class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
-    """RunInference handler: uint8 [S, S, 3] pixels -> unit float32 vectors."""
+    """RunInference handler: uint8 [S, S, 3] pixels -> unit float32 vectors.
 
-    def __init__(self, model_name_or_path: str, device: str = "cpu", batch_size: int = 32):
+    The model is always loaded with `SentenceTransformer(model_name_or_path)`
+    (hub names, local folders and copied remote folders behave the same).
+    For a plain CLIP model the batch then runs on the underlying transformers
+    model through `transforms.backends` (one stacked, normalised tensor per
+    batch; the vectors equal `encode`'s within float tolerance, see
+    tests/transforms/test_embed.py); any other model falls back to
+    `SentenceTransformer.encode` on PIL images.
+
+    On a GPU the model is shared across the SDK worker processes of a VM
+    (Beam's `multi_process_shared`): one copy in GPU memory serves every
+    process, instead of one copy each. On CPU each process keeps its own
+    copy, so processes encode in parallel.
+
+    Args:
+        model_name_or_path: hub name, local folder, or gs:// / s3:// folder.
+        device: `cpu` or `cuda[:N]` (fp16 autocast on CUDA).
+        batch_size: images per forward pass; 0 picks the device's default.
+        backend: `torch`, `torch-int8` or `onnx-int8` (`backends.BACKENDS`).
+        num_threads: torch intra-op threads per worker; 0 keeps torch's default.
+        share_across_processes: share one model per VM; default: on CUDA only.
+    """
+
+    def __init__(self, model_name_or_path: str, device: str = "cpu", batch_size: int = 0,
+                 backend: str = "torch", num_threads: int = 0,
+                 share_across_processes: bool | None = None):
+        from transforms import backends
+
         super().__init__()
+        backends.validate(backend, device)
         self._model = model_name_or_path
         self._device = device
-        self._batch_size = batch_size
+        self._batch_size = batch_size or backends.default_batch_size(device)
+        self._backend = backend
+        self._num_threads = num_threads
+        self._share_across_processes = (device.startswith("cuda")
+                                        if share_across_processes is None
+                                        else share_across_processes)
 
     def load_model(self):
         from sentence_transformers import SentenceTransformer
 
+        from transforms import backends
+
+        if self._num_threads:
+            import torch
+            torch.set_num_threads(self._num_threads)
         path = self._model
         if is_remote(path):
             path = copy_model_to_local(path, tempfile.mkdtemp(prefix="clipdedup-model-"))
-        log.info("loading model %s on %s", self._model, self._device)
-        return SentenceTransformer(path, device=self._device)
+        log.info("loading model %s on %s (backend %s)", self._model, self._device, self._backend)
+        st_model = SentenceTransformer(path, device=self._device)
+        encoder = backends.load_encoder(st_model, self._backend, self._device)
+        if encoder is None:
+            log.info("%s is not a plain CLIP model: embedding through encode()", self._model)
+            return _EncodeFallback(st_model)
+        return encoder
 
     def run_inference(self, batch: Sequence[np.ndarray], model,
                       inference_args: dict[str, Any] | None = None
                       ) -> Iterable[PredictionResult]:
-        from PIL import Image
-
-        images = [Image.fromarray(pixels) for pixels in batch]
-        vectors = model.encode(images, batch_size=len(images), convert_to_numpy=True,
-                               normalize_embeddings=True, show_progress_bar=False)
-        vectors = np.asarray(vectors, dtype=np.float32)
+        # A method call, not isinstance: `model` may be a proxy to a model
+        # shared across processes (share_across_processes).
+        vectors = model.encode_pixels(np.stack(batch))
         return [PredictionResult(x, v) for x, v in zip(batch, vectors)]
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
         return sum(x.nbytes for x in batch)
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
-        return {"min_batch_size": 1, "max_batch_size": self._batch_size}
+        # Fixed-size batches: a full batch per forward pass; the last batch of
+        # a bundle is flushed smaller.
+        return {"min_batch_size": self._batch_size, "max_batch_size": self._batch_size}
 
     def get_metrics_namespace(self) -> str:
         return "clipdedup_inference"
+
+    def share_model_across_processes(self) -> bool:
+        return self._share_across_processes
+
+
+def encode_pil(st_model, pixels: Sequence[np.ndarray]) -> np.ndarray:
+    """The reference recipe: `SentenceTransformer.encode` on PIL images."""
+    from PIL import Image
+
+    images = [Image.fromarray(p) for p in pixels]
+    vectors = st_model.encode(images, batch_size=len(images), convert_to_numpy=True,
+                              normalize_embeddings=True, show_progress_bar=False)
+    return np.asarray(vectors, dtype=np.float32)
+
+
+class _EncodeFallback:
+    """`encode_pixels` for a SentenceTransformer that is not a plain CLIP."""
+
+    def __init__(self, st_model):
+        self.st_model = st_model
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        return encode_pil(self.st_model, list(pixels))
 
 
 def _meta(image: R.DecodedImage) -> tuple:

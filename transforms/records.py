@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,12 @@ SHARD_TRUNCATED = "shard_truncated"
 SCHEMA_MISMATCH = "schema_mismatch"
 MISSING_BYTES = "missing_bytes"
 INFERENCE_FAILED = "inference_failed"
+DECODE_TIMEOUT = "decode_timeout"  # decoding ran past decode_timeout_s (isolated decoding)
+DECODER_CRASHED = "decoder_crashed"  # the decoding subprocess died (isolated decoding)
+
+# Object addresses ("<_io.BytesIO object at 0x7f...>") differ on every run;
+# error messages must not, so that reruns give identical errors tables.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 ID_HEX_CHARS = 20  # 80 bits: collision-free in practice at 10^9 records
 
@@ -92,7 +99,7 @@ def error_row(stage: str, reason: str, message: str, *, source_uri: str,
         "key": key,
         "stage": stage,
         "reason": reason,
-        "message": message[:2000],
+        "message": _ADDRESS.sub("", message)[:2000],
     }
 
 

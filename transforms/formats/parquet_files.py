@@ -43,6 +43,10 @@ def read_parquet_file(uri: str, fileobj: IO[bytes], image_column: str = "image",
     The key of a row is `key_column`'s value when given, else the HF struct's
     `path` when present, else the row number.
     """
+    if not fileobj.read(1):
+        yield R.error_row(R.READ, R.EMPTY_FILE, "zero bytes", source_uri=uri)
+        return
+    fileobj.seek(0)
     try:
         parquet = pq.ParquetFile(fileobj)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

@@ -60,11 +60,14 @@ def read_tar_shard(uri: str, fileobj: IO[bytes]) -> Iterator[R.ImageRecord | dic
     def shard_error(reason: str, message: str) -> dict[str, Any]:
         return R.error_row(R.READ, reason, message, source_uri=uri)
 
+    if not fileobj.read(1):
+        yield shard_error(R.EMPTY_FILE, "zero bytes")
+        return
+    fileobj.seek(0)
     try:
         archive = tarfile.open(fileobj=fileobj, mode="r:")
-    except tarfile.TarError as exc:
-        yield shard_error(R.SHARD_TRUNCATED if fileobj.tell() else R.CORRUPT,
-                          f"not a readable tar archive: {exc}")
+    except tarfile.TarError as exc:  # the first header is unreadable: not a tar at all
+        yield shard_error(R.CORRUPT, f"not a readable tar archive: {exc}")
         return
 
     current_key: str | None = None
@@ -118,6 +121,9 @@ def read_tar_shard(uri: str, fileobj: IO[bytes]) -> Iterator[R.ImageRecord | dic
                                   record_id=member_id)
         yield from finish_sample()
     except tarfile.TarError as exc:
+        # The sample being collected was seen: report it (its data may be
+        # complete, or cut short) before reporting the shard.
+        yield from finish_sample()
         yield shard_error(R.SHARD_TRUNCATED, f"archive unreadable after offset {end}: {exc}")
         return
     problem = _padding_problem(fileobj, end)

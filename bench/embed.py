@@ -1,0 +1,382 @@
+"""Embedding throughput, side by side in one run (`make bench-embed`).
+
+    PYTHONPATH=$PWD .venv/bin/python bench/embed.py [--images 48] [--flat-images 40]
+
+Builds the full-size ViT-B/32 stand-in (random weights, same compute as the
+real model; cached in bench-output/) and three datasets of tar shards: `large`
+(camera-sized JPEGs, 12 MP by default), `small` (small PNGs) and `mixed`. Then
+measures, each in its own subprocess so peak memory is its own:
+
+  (a)  raw model forward on preprocessed tensors (fp32, and each int8 backend);
+  (b)  the reference recipe: `SentenceTransformer.encode` on a list of opened
+       PIL images (batch by batch, as a user would);
+  (c)  clipdedup's embed stage, tar shards to Parquet, through
+       `pipelines.jobs.execute(..., mine=False)` on the local runner.
+
+(c) is reported twice: `total` (whole job: Beam start-up, model load, index
+pass) and `steady` (total minus the fixed cost of the same job on 2 images),
+which is what a nightly job of many thousand images sees.
+
+Memory flatness runs (c) on N and 10N images with the tiny stand-in (the
+model's memory is a constant, so this is the stricter test of the pipeline's
+buffering). Peak memory is the largest summed RSS of the measuring process
+and all its descendants (Beam workers included), sampled every 50 ms.
+The numbers depend on what else runs on the machine; say so when quoting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+OUT = os.path.join(ROOT, "bench-output", "embed")
+BASE_MODEL = os.path.join(ROOT, "bench-output", "clip-base")
+TINY_MODEL = os.path.join(ROOT, "bench-output", "clip-tiny")
+
+
+# ---------------------------------------------------------------- memory ---
+def _tree_rss(root: int) -> int:
+    """Summed RSS (bytes) of `root` and its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(name), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, ()))
+    return total
+
+
+class PeakMemory:
+    """Samples the summed RSS of this process tree in a thread; `.peak` in bytes."""
+
+    def __init__(self, interval: float = 0.05):
+        self.peak = 0
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _tree_rss(os.getpid()))
+            self._stop.wait(self._interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _tree_rss(os.getpid()))
+
+
+# -------------------------------------------------------------- datasets ---
+def _photo(seed: int, size: tuple[int, int]):
+    """A photo-like image: a scikit-image photograph (or smooth noise) scaled
+    to `size`, with sensor-like noise so JPEG sizes are realistic."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    try:
+        from skimage import data
+        names = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "hubble_deep_field")
+        base = Image.fromarray(getattr(data, names[seed % len(names)])()).convert("RGB")
+        base = base.rotate(int(rng.integers(0, 360)), expand=False)
+    except Exception:  # noqa: BLE001 - scikit-image is a dev dependency; any image will do
+        base = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
+    img = np.asarray(base.resize(size, Image.Resampling.BILINEAR), dtype=np.int16)
+    small = rng.normal(0, 3, (size[1] // 4, size[0] // 4, 3))
+    noise = np.repeat(np.repeat(small, 4, 0), 4, 1)
+    pad = ((0, size[1] - noise.shape[0]), (0, size[0] - noise.shape[1]), (0, 0))
+    img = np.clip(img + np.pad(noise, pad), 0, 255).astype(np.uint8)
+    return Image.fromarray(img)
+
+
+def _blob(kind: str, seed: int, large: tuple[int, int]) -> bytes:
+    buf = io.BytesIO()
+    if kind == "large":
+        _photo(seed, large).save(buf, "JPEG", quality=92)
+    elif kind == "medium":
+        _photo(seed, (1024, 768)).save(buf, "JPEG", quality=90)
+    else:
+        _photo(seed, (320, 240)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _kinds(dataset: str, n: int) -> list[str]:
+    if dataset in ("large", "small"):
+        return [dataset] * n
+    cycle = ("large", "small", "medium", "small")  # mixed: 1/4 large, 1/4 medium, 1/2 small
+    return [cycle[i % len(cycle)] for i in range(n)]
+
+
+def build_dataset(folder: str, dataset: str, n: int, large: tuple[int, int],
+                  distinct: int | None = None, shards: int = 4) -> str:
+    """Tar shards of `n` images; with `distinct`, only that many are encoded and
+    the rest are byte-distinct variants (a unique tail after the image data,
+    which decoders ignore), so a 10x set is cheap to build."""
+    if os.path.exists(os.path.join(folder, "_DONE")):
+        return folder
+    os.makedirs(folder, exist_ok=True)
+    kinds = _kinds(dataset, n)
+    cache: dict[int, bytes] = {}
+    writers = [tarfile.open(os.path.join(folder, f"shard-{s:03d}.tar"), "w") for s in range(shards)]
+    for i, kind in enumerate(kinds):
+        j = i % distinct if distinct else i
+        if j not in cache:
+            cache[j] = _blob(kind, j, large)
+        data = cache[j] + (b"" if j == i else f"variant-{i}".encode())
+        ext = "png" if kind == "small" else "jpg"
+        info = tarfile.TarInfo(f"{i:06d}.{ext}")
+        info.size = len(data)
+        writers[i % shards].addfile(info, io.BytesIO(data))
+    for w in writers:
+        w.close()
+    open(os.path.join(folder, "_DONE"), "w").close()
+    return folder
+
+
+def _tar_blobs(folder: str) -> list[bytes]:
+    blobs = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".tar"):
+            with tarfile.open(os.path.join(folder, name)) as tar:
+                blobs += [tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()]
+    return blobs
+
+
+# ------------------------------------------------------------ measurements ---
+def _threads(n: int) -> None:
+    if n:
+        import torch
+        torch.set_num_threads(n)
+
+
+def measure_forward(args) -> dict:
+    """(a): the model alone on normalised tensors, batch by batch."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from transforms import backends
+
+    _threads(args.threads)
+    st = SentenceTransformer(args.model, device="cpu")
+    encoder = backends.load_encoder(st, args.backend, "cpu", cache_dir=os.path.join(
+        OUT, "onnx-cache-" + os.path.basename(args.model)) if args.backend == backends.ONNX_INT8 else None)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (args.batch, 224, 224, 3), dtype=np.uint8)
+    x = encoder.normalise(pixels)
+    feed = x.numpy() if encoder._as_numpy else x
+    with torch.inference_mode():
+        encoder._forward(feed)  # warm-up (allocations, ORT graph)
+        n, started = 0, time.perf_counter()
+        while n < args.images:
+            encoder._forward(feed)
+            n += args.batch
+        seconds = time.perf_counter() - started
+    return {"images": n, "seconds": seconds}
+
+
+def measure_reference(args) -> dict:
+    """(b): `SentenceTransformer.encode` on opened PIL images."""
+    from PIL import Image
+    from sentence_transformers import SentenceTransformer
+
+    _threads(args.threads)
+    st = SentenceTransformer(args.model, device="cpu")
+    blobs = _tar_blobs(args.data)
+    st.encode([Image.new("RGB", (224, 224))], show_progress_bar=False)  # warm-up
+    started = time.perf_counter()
+    for i in range(0, len(blobs), args.batch):
+        images = [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs[i:i + args.batch]]
+        st.encode(images, batch_size=args.batch, convert_to_numpy=True,
+                  normalize_embeddings=True, show_progress_bar=False)
+    return {"images": len(blobs), "seconds": time.perf_counter() - started}
+
+
+def measure_pipeline(args) -> dict:
+    """(c): the real embed stage, tar shards -> Parquet, in a run folder."""
+    import logging
+    import shutil
+
+    from pipelines.config import Config
+    from pipelines.jobs import execute
+
+    logging.basicConfig(level=logging.WARNING)
+    out = os.path.join(OUT, "runs", f"{os.path.basename(args.data)}-{args.tag}")
+    shutil.rmtree(out, ignore_errors=True)
+    config = Config(inputs=(args.data,), model=args.model, output=out, run_id="bench",
+                    batch_size=args.batch, backend=args.backend, num_threads=args.threads)
+    started = time.perf_counter()
+    summary = execute(config, args.beam_args.split(), embed=True, mine=False)
+    seconds = time.perf_counter() - started
+    counts = summary["counts"]
+    return {"images": counts["embedded"], "records": counts["records_read"],
+            "errors": counts["record_errors"], "seconds": seconds,
+            "embed_seconds": summary["timings"]["embed_seconds"]}
+
+
+MEASURES = {"forward": measure_forward, "reference": measure_reference,
+            "pipeline": measure_pipeline}
+
+
+def child_main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--child", choices=MEASURES)
+    p.add_argument("--model")
+    p.add_argument("--data", default="")
+    p.add_argument("--images", type=int, default=0)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--backend", default="torch")
+    p.add_argument("--beam-args", default="")
+    p.add_argument("--tag", default="")
+    args = p.parse_args(argv)
+    with PeakMemory() as mem:
+        result = MEASURES[args.child](args)
+    result["peak_mib"] = mem.peak / 2**20
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_child(**kwargs) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__)]
+    for k, v in kwargs.items():
+        cmd += [f"--{k.replace('_', '-')}", str(v)]
+    env = dict(os.environ, PYTHONPATH=ROOT, TRANSFORMERS_VERBOSITY="error",
+               PYTHONWARNINGS="ignore")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
+        raise SystemExit(f"measurement failed: {kwargs}")
+    result = json.loads(lines[-1][len("RESULT "):])
+    result["ips"] = result["images"] / result["seconds"]
+    return result
+
+
+def _row(label: str, r: dict, extra: str = "") -> None:
+    print(f"  {label:<46} {r['ips']:7.2f} img/s  {r['images']:5d} img  "
+          f"{r['seconds']:7.1f} s  peak {r['peak_mib']:7.0f} MiB  {extra}", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--images", type=int, default=48, help="images per dataset")
+    p.add_argument("--flat-images", type=int, default=40,
+                   help="N of the memory-flatness check (runs N and 10N)")
+    p.add_argument("--large-size", default="4000x3000", help="camera JPEG size WxH")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--skip", default="", help="comma list of: int8,modes,flat,small")
+    args = p.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    large = tuple(int(v) for v in args.large_size.split("x"))
+    os.makedirs(OUT, exist_ok=True)
+
+    from pipelines.stand_in import write_stand_in
+    for path, size in ((BASE_MODEL, "base"), (TINY_MODEL, "tiny")):
+        if not os.path.exists(os.path.join(path, "modules.json")):
+            write_stand_in(path, size)
+    started = time.perf_counter()
+    sets = ["large", "mixed"] + ([] if "small" in skip else ["small"])
+    data = {s: build_dataset(os.path.join(OUT, f"data-{s}-{args.images}-{args.large_size}"), s,
+                             args.images, large) for s in sets}
+    print(f"datasets built in {time.perf_counter() - started:.0f} s: " + ", ".join(
+        f"{s} {args.images} images {sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)) / 2**20:.0f} MiB"
+        for s, d in data.items()))
+    common = dict(model=BASE_MODEL, batch=args.batch, threads=args.threads)
+    print(f"model: ViT-B/32 stand-in (random weights), CPU, {os.cpu_count()} cores, "
+          f"batch {args.batch}, torch threads {args.threads or 'default'}")
+
+    print("(a) raw forward on preprocessed tensors")
+    fwd = run_child(child="forward", images=args.images, **common)
+    _row("torch fp32", fwd)
+    if "int8" not in skip:
+        for backend in ("torch-int8", "onnx-int8"):
+            r = run_child(child="forward", images=args.images, backend=backend, **common)
+            _row(backend, r, f"{r['ips'] / fwd['ips']:.2f}x fp32")
+
+    print("(b) reference: SentenceTransformer.encode on opened PIL images")
+    ref = {s: run_child(child="reference", data=d, **common) for s, d in data.items()}
+    for s, r in ref.items():
+        _row(s, r)
+
+    print("(c) clipdedup embed stage, tar shards -> Parquet (DirectRunner, in-memory)")
+    fixed_data = build_dataset(os.path.join(OUT, "data-fixed-2"), "small", 2, large, shards=1)
+    fixed = run_child(child="pipeline", data=fixed_data, tag="fixed", **common)
+    print(f"  fixed cost of a job (2 small images): {fixed['seconds']:.1f} s")
+    pipe = {}
+    for s, d in data.items():
+        r = pipe[s] = run_child(child="pipeline", data=d, tag="inmem", **common)
+        r["steady_ips"] = r["images"] / max(r["seconds"] - fixed["seconds"], 1e-9)
+        _row(s + " (total)", r, f"steady {r['steady_ips']:.2f} img/s")
+
+    multi = None
+    if "modes" not in skip:
+        print("(c) mixed, --direct_num_workers=2 --direct_running_mode=multi_processing, "
+              "1 torch thread per worker")
+        beam = "--direct_num_workers=2 --direct_running_mode=multi_processing"
+        mfixed = run_child(child="pipeline", data=fixed_data, tag="mfixed", beam_args=beam,
+                           model=BASE_MODEL, batch=args.batch, threads=1)
+        multi = run_child(child="pipeline", data=data["mixed"], tag="multi", beam_args=beam,
+                          model=BASE_MODEL, batch=args.batch, threads=1)
+        multi["steady_ips"] = multi["images"] / max(multi["seconds"] - mfixed["seconds"], 1e-9)
+        _row("mixed (total)", multi, f"steady {multi['steady_ips']:.2f} img/s "
+             f"(fixed {mfixed['seconds']:.1f} s)")
+
+    flat = None
+    if "flat" not in skip:
+        n = args.flat_images
+        print(f"memory flatness: (c) mixed with the tiny stand-in, {n} vs {10 * n} images")
+        flat = []
+        for count in (n, 10 * n):
+            d = build_dataset(os.path.join(OUT, f"data-flat-{count}-{args.large_size}"), "mixed",
+                              count, large, distinct=n)
+            flat.append(run_child(child="pipeline", data=d, tag="flat", model=TINY_MODEL,
+                                  batch=args.batch, threads=args.threads))
+            _row(f"mixed {count} images", flat[-1])
+
+    print("ratios")
+    print(f"  (c)/(a) mixed, steady:  {pipe['mixed']['steady_ips'] / fwd['ips']:.2f}  "
+          f"(total: {pipe['mixed']['ips'] / fwd['ips']:.2f})   target >= 0.9")
+    print(f"  (c)/(b) large, steady:  {pipe['large']['steady_ips'] / ref['large']['ips']:.2f}  "
+          f"(total: {pipe['large']['ips'] / ref['large']['ips']:.2f})   target >= 1.5")
+    for s in sets:
+        print(f"  (c)/(b) {s}, steady:  {pipe[s]['steady_ips'] / ref[s]['ips']:.2f}")
+    if multi:
+        print(f"  multi_processing/in-memory, mixed, steady: "
+              f"{multi['steady_ips'] / pipe['mixed']['steady_ips']:.2f}")
+    if flat:
+        print(f"  peak memory 10N/N: {flat[1]['peak_mib'] / flat[0]['peak_mib']:.2f}   "
+              "target <= 1.2")
+    print(f"bench took {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    if "--child" in sys.argv:
+        child_main(sys.argv[1:])
+    else:
+        main()

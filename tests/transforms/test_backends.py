@@ -1,0 +1,90 @@
+"""Backends: normalisation, fast path vs `encode`, int8 agreement, device checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import random_image
+from transforms import backends
+
+
+def _pixels(n: int, seed: int = 0) -> np.ndarray:
+    return np.stack([np.asarray(random_image(seed + i, (224, 224))) for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def st_model(tiny_model):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(tiny_model, device="cpu")
+
+
+def test_normalise_matches_clip_formula(st_model):
+    encoder = backends.load_encoder(st_model)
+    _, mean, std, _ = backends.clip_parts(st_model)
+    pixels = _pixels(2)
+    expected = (pixels.astype(np.float64) / 255.0 - mean) / std
+    got = encoder.normalise(pixels).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_fast_path_equals_sentence_transformers_encode(st_model):
+    from transforms.embed import encode_pil
+
+    pixels = _pixels(6, seed=10)
+    fast = backends.load_encoder(st_model)(pixels)
+    reference = encode_pil(st_model, list(pixels))
+    assert fast.dtype == np.float32 and fast.shape == reference.shape
+    np.testing.assert_allclose(fast, reference, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+
+
+def test_torch_int8_is_quantised_and_close(st_model):
+    import torch
+
+    encoder = backends.load_encoder(st_model, backends.TORCH_INT8)
+    quantised = [m for m in encoder._forward.modules()
+                 if type(m).__module__.startswith("torch.ao.nn.quantized")]
+    assert quantised, "no Linear layer was replaced by a quantised one"
+    assert not isinstance(encoder._forward, torch.nn.Linear)
+    pixels = _pixels(4, seed=20)
+    fp32 = backends.load_encoder(st_model)(pixels)
+    int8 = encoder(pixels)
+    assert (fp32 * int8).sum(axis=1).min() > 0.9  # random tiny weights: loose bound
+
+
+def test_cuda_path_plumbing_on_cpu(st_model):
+    """The CUDA code path (uint8 to device, autocast) run with device=cpu."""
+    _, mean, std, _ = backends.clip_parts(st_model)
+    clip = st_model[0].model
+    encoder = backends.ImageEncoder(backends._image_features(clip), mean, std, "cpu",
+                                    autocast_fp16=True)
+    pixels = _pixels(2, seed=30)
+    out = encoder(pixels)  # CPU autocast with fp16: runs, returns float32 unit vectors
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-3)
+    reference = backends.load_encoder(st_model)(pixels)
+    assert (out * reference).sum(axis=1).min() > 0.99
+
+
+@pytest.mark.parametrize("backend,device", [("torch-int8", "cuda"), ("onnx-int8", "cuda:0"),
+                                            ("fp8", "cpu"), ("torch", "tpu")])
+def test_validate_rejects_impossible_combinations(backend, device):
+    with pytest.raises(ValueError):
+        backends.validate(backend, device)
+
+
+def test_default_batch_size_per_device():
+    assert backends.default_batch_size("cuda:1") == backends.DEFAULT_BATCH_SIZE["cuda"]
+    assert backends.default_batch_size("cpu") == backends.DEFAULT_BATCH_SIZE["cpu"]
+
+
+def test_non_clip_models_fall_back_to_encode():
+    class NotClip(list):
+        pass
+
+    assert backends.clip_parts(NotClip([object(), object()])) is None
+    assert backends.load_encoder(NotClip([object()])) is None
+    with pytest.raises(ValueError):
+        backends.load_encoder(NotClip([object()]), backends.TORCH_INT8)

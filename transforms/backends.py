@@ -1,0 +1,215 @@
+"""How a loaded CLIP runs on a batch of decoded pixels: fp32, int8, CUDA fp16.
+
+The decode stage already gives uint8 [S, S, 3] arrays with CLIP's geometry
+(shortest side resized to S, centre crop), so the only preprocessing left is
+CLIP's rescale + per-channel normalisation. Doing it here on a stacked tensor,
+instead of converting back to PIL and calling `SentenceTransformer.encode`
+(whose processor re-resizes and normalises image by image in Python), leaves
+the model forward as almost the whole cost of embedding.
+
+`load_encoder(st_model, backend, device)` returns an `ImageEncoder`:
+uint8 [B, S, S, 3] -> L2-normalised float32 [B, D]. Backends:
+
+- `torch` (default): the model as loaded, fp32 on CPU; on `device: cuda` the
+  forward runs under fp16 autocast (pixels are sent as uint8 and normalised on
+  the GPU, so decode and host->device copies stay small).
+- `torch-int8`: `torch.ao.quantization.quantize_dynamic` of every
+  `nn.Linear` (weights int8, activations quantised per batch). CPU only.
+- `onnx-int8`: the vision tower exported with `torch.onnx` and quantised with
+  ONNX Runtime's dynamic quantisation; needs `onnxruntime` and `onnx`. CPU only.
+
+Int8 error depends on the real weights: check a backend on your own model and
+images with `clipdedup check-backend` before using it (docs/throughput.md).
+Everything heavy is imported inside functions, so this module is cheap to
+import in the launcher.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any, Callable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+TORCH, TORCH_INT8, ONNX_INT8 = "torch", "torch-int8", "onnx-int8"
+BACKENDS = (TORCH, TORCH_INT8, ONNX_INT8)
+INT8_BACKENDS = (TORCH_INT8, ONNX_INT8)
+
+# Images per forward pass when `batch_size` is 0 (auto). CPU: measured on the
+# 2-core benchmark machine (docs/throughput.md); CUDA: a ViT-B/32 in fp16
+# fits thousands, 256 keeps latency and host memory modest. Unmeasured.
+DEFAULT_BATCH_SIZE = {"cpu": 16, "cuda": 256}
+
+
+def default_batch_size(device: str) -> int:
+    return DEFAULT_BATCH_SIZE.get(device.split(":")[0], DEFAULT_BATCH_SIZE["cpu"])
+
+
+def validate(backend: str, device: str) -> None:
+    """Rejects combinations that cannot run, before any worker starts."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    kind = device.split(":")[0]
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda[:N], got {device!r}")
+    if backend in INT8_BACKENDS and kind != "cpu":
+        raise ValueError(f"backend {backend} runs on CPU workers only; use backend torch "
+                         "(fp16) with device cuda")
+
+
+class ImageEncoder:
+    """uint8 [B, S, S, 3] pixels -> unit float32 [B, D] vectors.
+
+    Args:
+        forward: float32 normalised NCHW tensor -> [B, D] tensor or array.
+        mean / std: CLIP's per-channel normalisation (0..1 scale).
+        device: torch device the pixels are normalised on.
+        autocast_fp16: run `forward` under CUDA fp16 autocast.
+        as_numpy: `forward` takes a numpy array (ONNX Runtime) instead of a tensor.
+    """
+
+    def __init__(self, forward: Callable[[Any], Any], mean, std, device: str = "cpu",
+                 autocast_fp16: bool = False, as_numpy: bool = False):
+        import torch
+
+        self._forward = forward
+        self._device = torch.device(device)
+        shape = (1, 3, 1, 1)
+        # Folding 1/255 into the scale: (x/255 - m) / s == x * (1/(255 s)) - m/s.
+        std = torch.tensor(std, dtype=torch.float32).view(shape)
+        mean = torch.tensor(mean, dtype=torch.float32).view(shape)
+        self._scale = (1.0 / (255.0 * std)).to(self._device)
+        self._shift = (mean / std).to(self._device)
+        self._autocast = autocast_fp16
+        self._as_numpy = as_numpy
+
+    def normalise(self, pixels: np.ndarray):
+        """uint8 NHWC -> float32 NCHW on the encoder's device, CLIP-normalised."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self._device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float()
+        return (x * self._scale - self._shift).contiguous()
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """The handler's entry point (also callable through a shared-model proxy)."""
+        return self(pixels)
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = self.normalise(pixels)
+        with torch.inference_mode():
+            if self._as_numpy:
+                out = torch.from_numpy(np.asarray(self._forward(x.cpu().numpy())))
+            elif self._autocast:
+                with torch.autocast(device_type=self._device.type, dtype=torch.float16):
+                    out = self._forward(x)
+            else:
+                out = self._forward(x)
+            out = out.float()
+            out = out / out.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return out.cpu().numpy().astype(np.float32, copy=False)
+
+
+def clip_parts(st_model) -> tuple[Any, list[float], list[float], int] | None:
+    """(transformers CLIPModel, mean, std, image size) of a plain CLIP
+    SentenceTransformer, or None when the model is something else (extra
+    modules, another architecture), in which case callers use `encode`."""
+    if len(st_model) != 1:
+        return None
+    module = st_model[0]
+    clip = getattr(module, "model", None)
+    processor = getattr(getattr(module, "processor", None), "image_processor", None)
+    if clip is None or processor is None or not hasattr(clip, "get_image_features"):
+        return None
+    crop = getattr(processor, "crop_size", None)  # a dict or transformers' SizeDict
+    size = getattr(crop, "height", None) or (crop.get("height") if isinstance(crop, dict) else None)
+    width = getattr(crop, "width", None) or (crop.get("width") if isinstance(crop, dict) else None)
+    if (not size or width != size or not getattr(processor, "do_normalize", True)
+            or abs(getattr(processor, "rescale_factor", 1 / 255) - 1 / 255) > 1e-9):
+        return None
+    return clip, list(processor.image_mean), list(processor.image_std), int(size)
+
+
+def _image_features(clip):
+    def forward(pixel_values):
+        out = clip.get_image_features(pixel_values=pixel_values)
+        return getattr(out, "pooler_output", out)
+    return forward
+
+
+def _vision_tower(clip):
+    """`clip.get_image_features` as an `nn.Module`, for quantisation and export."""
+    import torch
+
+    class VisionTower(torch.nn.Module):
+        def __init__(self, clip):
+            super().__init__()
+            self.clip = clip
+
+        def forward(self, pixel_values):
+            return _image_features(self.clip)(pixel_values)
+
+    return VisionTower(clip).eval()
+
+
+def _torch_int8(clip):
+    import torch
+
+    tower = _vision_tower(clip)
+    return torch.ao.quantization.quantize_dynamic(tower, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def _onnx_int8(clip, size: int, cache_dir: str | None = None):
+    import torch
+    try:
+        import onnxruntime as ort
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:
+        raise RuntimeError("backend onnx-int8 needs `pip install onnxruntime onnx`") from exc
+
+    folder = cache_dir or tempfile.mkdtemp(prefix="clipdedup-onnx-")
+    os.makedirs(folder, exist_ok=True)
+    fp32, int8 = os.path.join(folder, "vision_fp32.onnx"), os.path.join(folder, "vision_int8.onnx")
+    if not os.path.exists(int8):
+        torch.onnx.export(_vision_tower(clip), (torch.zeros(2, 3, size, size),), fp32,
+                          input_names=["pixel_values"], output_names=["embeddings"],
+                          dynamic_axes={"pixel_values": {0: "batch"}, "embeddings": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(int8, options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"pixel_values": x})[0]
+
+
+def load_encoder(st_model, backend: str = TORCH, device: str = "cpu",
+                 cache_dir: str | None = None) -> ImageEncoder | None:
+    """The `ImageEncoder` for a loaded SentenceTransformer, or None if it is not
+    a plain CLIP (then the caller falls back to `SentenceTransformer.encode`).
+
+    Args:
+        st_model: a loaded `SentenceTransformer` (already on `device`).
+        backend: one of `BACKENDS`.
+        device: `cpu` or `cuda[:N]`.
+        cache_dir: where `onnx-int8` keeps its exported files (a temp dir if None).
+    """
+    validate(backend, device)
+    parts = clip_parts(st_model)
+    if parts is None:
+        if backend != TORCH:
+            raise ValueError(f"backend {backend} needs a plain CLIP SentenceTransformer")
+        return None
+    clip, mean, std, size = parts
+    clip.eval()
+    if backend == TORCH_INT8:
+        return ImageEncoder(_torch_int8(clip), mean, std)
+    if backend == ONNX_INT8:
+        return ImageEncoder(_onnx_int8(clip, size, cache_dir), mean, std, as_numpy=True)
+    on_cuda = device.startswith("cuda")
+    return ImageEncoder(_image_features(clip), mean, std, device, autocast_fp16=on_cuda)
