@@ -129,7 +129,10 @@ def build_groups(
             threshold are ignored.
         exact_duplicates: the spine's byte-copy table (`record_id_a`,
             `record_id_b`, `sha256`): one end embedded (the representative),
-            the other a copy that was not embedded.
+            the other a copy that was not embedded. Rows where neither end is
+            embedded (copies of a record that failed to decode; the errors
+            table has that record) are in neither keep nor drop, and counted
+            as `copies_of_unembedded_records`.
         duplicate_threshold: score from which a member is a `duplicate`.
         near_duplicate_threshold: score from which a member is a `near_duplicate`.
         drop_near_duplicates: group (and drop) near-duplicates too; if False
@@ -137,8 +140,7 @@ def build_groups(
         keeper_rule: see the module docstring.
 
     Returns:
-        A `GroupResult`. Raises ValueError if a byte copy's representative is
-        not among the records, or if the manifest does not add up.
+        A `GroupResult`. Raises ValueError if the manifest does not add up.
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -157,6 +159,7 @@ def build_groups(
     copy_of: list[int] = []
     extra_i: list[int] = []
     extra_j: list[int] = []
+    orphan_copies = 0
     if exact_duplicates is not None and exact_duplicates.num_rows:
         for a, b in zip(exact_duplicates.column("record_id_a").to_pylist(),
                         exact_duplicates.column("record_id_b").to_pylist()):
@@ -168,7 +171,9 @@ def build_groups(
                 copy_ids.append(b if ia is not None else a)
                 copy_of.append(ia if ia is not None else ib)
             else:
-                raise ValueError(f"exact_duplicates: neither {a!r} nor {b!r} is an embedded record")
+                # A copy of a record that failed to decode: neither is embedded; the
+                # pair stays accounted for by the errors table and exact_duplicates.
+                orphan_copies += 1
         if len(set(copy_ids)) != len(copy_ids):
             raise ValueError("exact_duplicates: a byte copy appears twice")
 
@@ -267,6 +272,7 @@ def build_groups(
     n_components = int(np.unique(component_id[members]).size) if members.size else 0
     stats = {
         "records": int(n), "exact_copies": len(copy_ids),
+        "copies_of_unembedded_records": orphan_copies,
         "kept": keep.num_rows, "dropped": drop.num_rows,
         "dropped_exact_copy": reasons.count("exact_copy"),
         "dropped_duplicate": reasons.count("duplicate"),

@@ -110,11 +110,12 @@ def test_duplicates_only_when_near_not_dropped():
     assert res.drop.column("record_id").to_pylist() == ["c"]
 
 
-def test_copy_of_unknown_record_is_an_error():
+def test_copy_of_failed_record_is_counted_not_kept_or_dropped():
     copies = pa.table({"record_id_a": ["x"], "record_id_b": ["y"], "sha256": ["h"]})
-    with pytest.raises(ValueError):
-        build_groups(_records(["a"]), Pairs(np.empty(0, np.int64), np.empty(0, np.int64),
-                                            np.empty(0, np.float32)), copies)
+    res = build_groups(_records(["a"]), Pairs(np.empty(0, np.int64), np.empty(0, np.int64),
+                                              np.empty(0, np.float32)), copies)
+    assert res.keep.column("record_id").to_pylist() == ["a"] and res.drop.num_rows == 0
+    assert res.stats["copies_of_unembedded_records"] == 1
 
 
 def test_pair_tables_order_by_string():
