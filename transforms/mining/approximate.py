@@ -41,7 +41,7 @@ def auto_nlist(n: int, nprobe: int) -> int:
 
 def train_centroids(
     x: np.ndarray, nlist: int, *, seed: int = 0, niter: int = 8,
-    points_per_centroid: int = 32,
+    points_per_centroid: int = 16,
 ) -> np.ndarray:
     """`[nlist, d]` unit-norm k-means centroids trained on a sample of `x`."""
     import faiss
@@ -129,7 +129,7 @@ def mine_approximate(
     recall_sample_size: int = 1000,
     recall_target: float = 0.99,
     seed: int = 0,
-    kmeans_iterations: int = 8,
+    kmeans_iterations: int = 6,
 ) -> tuple[Pairs, dict[str, Any]]:
     """Pairs `i < j` with score >= threshold, found through partitions; and stats.
 
