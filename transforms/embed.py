@@ -132,10 +132,8 @@ class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any])
     def run_inference(self, batch: Sequence[np.ndarray], model,
                       inference_args: dict[str, Any] | None = None
                       ) -> Iterable[PredictionResult]:
-        from transforms.backends import ImageEncoder
-
-        if isinstance(model, ImageEncoder):
-            vectors = model(np.stack(batch))
+        if hasattr(model, "encode_pixels"):  # an ImageEncoder, or a shared proxy to one
+            vectors = model.encode_pixels(np.stack(batch))
         else:
             vectors = encode_pil(model, batch)
         return [PredictionResult(x, v) for x, v in zip(batch, vectors)]
