@@ -68,10 +68,19 @@ def test_embed_pipeline_translates_for_dataflow_with_setup_file():
 @pytest.mark.parametrize("mode, steps", [
     ("auto", {"EmbeddingsTable", "MinePairs"}),
     ("distributed", {"ReadEmbeddings", "MineDistributed", "SplitPairs", "MeasureRecall"})])
-def test_mine_pipeline_translates_for_dataflow_on_gpu_workers(mode, steps):
+def test_mine_pipeline_translates_for_dataflow_on_gpu_workers(mode, steps, tmp_path):
+    embeddings = f"{STAGING}/embeddings/*.parquet"
+    if mode == "distributed":
+        # ReadFromParquet lists its pattern while the graph is built, which for
+        # gs:// needs credentials; a local table of the same schema stands in.
+        import pyarrow.parquet as pq
+
+        from transforms.schemas import embeddings_schema
+        embeddings = str(tmp_path / "embeddings-00000.parquet")
+        pq.write_table(embeddings_schema(512).empty_table(), embeddings)
     options = PipelineOptions(DRY_RUN + GPU_WORKERS)
-    pipeline = mine_pipeline.build_pipeline(
-        _config().replace(mode=mode), f"{STAGING}/embeddings/*.parquet", STAGING, options)
+    pipeline = mine_pipeline.build_pipeline(_config().replace(mode=mode), embeddings, STAGING,
+                                            options)
     proto, job = _dry_run(pipeline)
     assert steps | {"WriteDuplicates", "WriteNearDuplicates", "WriteStats"} <= _labels(proto)
     images = {e.payload for e in proto.components.environments.values()}
