@@ -96,9 +96,7 @@ class ImageEncoder:
         return (x * self._scale - self._shift).contiguous()
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """Same as calling the encoder; a public name, so it also works through the
-        proxy Beam hands out when the model is shared across processes (proxies
-        forward public methods only, not `__call__`)."""
+        """The handler's entry point (also callable through a shared-model proxy)."""
         return self(pixels)
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:

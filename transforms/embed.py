@@ -126,16 +126,15 @@ class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any])
         encoder = backends.load_encoder(st_model, self._backend, self._device)
         if encoder is None:
             log.info("%s is not a plain CLIP model: embedding through encode()", self._model)
-            return st_model
+            return _EncodeFallback(st_model)
         return encoder
 
     def run_inference(self, batch: Sequence[np.ndarray], model,
                       inference_args: dict[str, Any] | None = None
                       ) -> Iterable[PredictionResult]:
-        if hasattr(model, "encode_pixels"):  # an ImageEncoder, or a shared proxy to one
-            vectors = model.encode_pixels(np.stack(batch))
-        else:
-            vectors = encode_pil(model, batch)
+        # A method call, not isinstance: `model` may be a proxy to a model
+        # shared across processes (share_across_processes).
+        vectors = model.encode_pixels(np.stack(batch))
         return [PredictionResult(x, v) for x, v in zip(batch, vectors)]
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
@@ -161,6 +160,16 @@ def encode_pil(st_model, pixels: Sequence[np.ndarray]) -> np.ndarray:
     vectors = st_model.encode(images, batch_size=len(images), convert_to_numpy=True,
                               normalize_embeddings=True, show_progress_bar=False)
     return np.asarray(vectors, dtype=np.float32)
+
+
+class _EncodeFallback:
+    """`encode_pixels` for a SentenceTransformer that is not a plain CLIP."""
+
+    def __init__(self, st_model):
+        self.st_model = st_model
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        return encode_pil(self.st_model, list(pixels))
 
 
 def _meta(image: R.DecodedImage) -> tuple:
