@@ -26,8 +26,8 @@ DRY_RUN = ["--runner=DataflowRunner", "--dry_run=True", "--no_auth",
            f"--temp_location={BUCKET}/tmp", "--job_name=clipdedup-dry-run"]
 GPU_WORKERS = ["--sdk_container_image=us-docker.pkg.dev/p/clipdedup/worker-gpu:0.1.0",
                "--experiments=use_runner_v2", "--number_of_worker_harness_threads=1",
-               "--dataflow_service_options=worker_accelerator=type:nvidia-tesla-t4;count:1;"
-               "install-nvidia-driver", "--machine_type=n1-standard-8"]
+               ("--dataflow_service_options=worker_accelerator=type:nvidia-tesla-t4;count:1;"
+                "install-nvidia-driver"), "--machine_type=n1-standard-8"]
 STAGING = f"{BUCKET}/out/_staging-dry"
 
 
