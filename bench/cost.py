@@ -6,8 +6,11 @@ Measures, on this machine's CPU, in one run:
 - decode: `transforms.decode.decode_image` on a 640x480 JPEG (the typical
   img2dataset size before resizing) -> 224x224 pixels;
 - embed: the project's `SentenceTransformerImageHandler.run_inference` on a
-  batch of 32 decoded images (PIL conversion, CLIP preprocessing, ViT-B/32
-  forward, normalisation), with torch limited to 1 and to 2 threads.
+  batch of 32 decoded images (preprocessing, ViT-B/32 forward,
+  normalisation), with torch limited to 1 and to 2 threads;
+- exact mining: one 4096 x 4096 tile of scores over 512-d vectors with numpy's
+  BLAS limited to 1 thread (the inner step of `transforms/mining/exact.py`),
+  as GFLOP/s per core and seconds per 10^12 scored pairs.
 
 The model is the `base` stand-in (ViT-B/32 architecture, random weights):
 the forward pass costs the same FLOPs as the real clip-ViT-B-32, which is not
@@ -83,6 +86,21 @@ def main() -> None:
                                   args.batches) / BATCH
         print(f"embed batch {BATCH}, torch threads {threads}: {seconds * 1e3:.1f} ms/image "
               f"({1 / seconds:.1f} images/s; {1 / seconds / threads:.1f} images/s per core)")
+    _tile_cost(args.batches)
+
+
+def _tile_cost(repeats: int, tile: int = 4096, dim: int = 512) -> None:
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((tile, dim), dtype=np.float32)
+    b = rng.standard_normal((tile, dim), dtype=np.float32)
+    out = np.empty((tile, tile), np.float32)
+    with threadpool_limits(limits=1, user_api="blas"):
+        seconds = _median_seconds(lambda: np.matmul(a, b.T, out=out), repeats)
+    gflops = 2 * tile * tile * dim / seconds / 1e9
+    print(f"exact mining tile {tile}x{tile}, d={dim}, 1 BLAS thread: {gflops:.1f} GFLOP/s per "
+          f"core; {1e12 / (tile * tile) * seconds / 3600:.1f} core-hours per 10^12 pairs")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,9 @@ class Config:
             raise ValueError("decode_timeout_s must be positive")
         if self.batch_size < 0 or self.block_size < 1 or self.num_threads < 0:
             raise ValueError("batch_size and num_threads must be >= 0, block_size positive")
+        from transforms.backends import validate as validate_backend
+
+        validate_backend(self.backend, self.device)  # e.g. int8 on cuda is an error
         if min(self.nprobe, self.partitions_per_vector, self.partition_size) < 1 or self.nlist < 0:
             raise ValueError("nprobe, partitions_per_vector, partition_size must be positive, nlist >= 0")
         if self.recall_sample_size < 0 or not 0.0 <= self.recall_target <= 1.0:

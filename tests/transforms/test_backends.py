@@ -88,3 +88,4 @@ def test_non_clip_models_fall_back_to_encode():
     assert backends.load_encoder(NotClip([object()])) is None
     with pytest.raises(ValueError):
         backends.load_encoder(NotClip([object()]), backends.TORCH_INT8)
+
