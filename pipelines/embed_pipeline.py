@@ -18,7 +18,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.config import Config
 from transforms import schemas
-from transforms.byte_copies import FindByteCopies, SettleCopiesOfFailures, SkipByteCopies
+from transforms.byte_copies import (
+    FindByteCopies,
+    SettleCopiesOfFailures,
+    SkipByteCopies,
+)
 from transforms.decode import DecodeImages
 from transforms.embed import EmbedImages, SentenceTransformerImageHandler
 from transforms.read import MatchInputs, ReadRecords

@@ -55,7 +55,8 @@ def _build_distributed(p: beam.Pipeline, config: Config, embeddings_pattern: str
     """Distributed mode: MineDistributed over the table, read in parallel."""
     vectors = (p
                | "ReadEmbeddings" >> beam.io.ReadFromParquet(
-                   embeddings_pattern, columns=["record_id", "embedding"])
+                   embeddings_pattern, columns=["record_id", "embedding"],
+                   validate=False)  # the table need not exist when the graph is built
                | "ToIdVector" >> beam.Map(_to_id_vector))
     pairs = vectors | "MineDistributed" >> MineDistributed(
         config.near_duplicate_threshold, nlist=config.nlist,

@@ -23,7 +23,7 @@ import os
 import struct
 import tarfile
 import zlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -119,6 +119,11 @@ def _half(blob: bytes) -> bytes:
     return blob[:len(blob) // 2]
 
 
+def _bmp_zeroed_header(seed: int) -> bytes:
+    data = encode(smooth_image(seed), "BMP")
+    return data[:14] + bytes(40) + data[54:]  # DIB header zeroed: size 0 is no known type
+
+
 def _over_cap(seed: int) -> bytes:
     """A real, small-file image with more pixels than `MAX_IMAGE_PIXELS`."""
     return encode(smooth_image(seed, size=(1250, 1000)), "PNG")
@@ -133,8 +138,7 @@ BROKEN_IMAGES: dict[str, tuple[Callable[[int], bytes], str, str]] = {
     "truncated_gif": (lambda s: _half(encode(smooth_image(s), "GIF")), DECODE, "truncated"),
     "truncated_tiff": (lambda s: _half(encode(smooth_image(s), "TIFF")), DECODE, "truncated"),
     "png_corrupt_data": (_png_bad_idat, DECODE, "corrupt"),
-    "bmp_corrupt_header": (lambda s: (lambda b: b[:14] + bytes(40) + b[54:])(
-        encode(smooth_image(s), "BMP")), DECODE, "corrupt"),
+    "bmp_corrupt_header": (_bmp_zeroed_header, DECODE, "corrupt"),
     "html_named_jpg": (lambda s: f"<html><body>404 not found {s}</body></html>".encode(),
                        DECODE, "unidentified"),
     "random_bytes": (lambda s: np.random.default_rng(s).bytes(700), DECODE, "unidentified"),

@@ -14,8 +14,12 @@ import shutil
 import subprocess
 
 import pytest
-from apache_beam.options.pipeline_options import (GoogleCloudOptions, SetupOptions,
-                                                  StandardOptions, WorkerOptions)
+from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    SetupOptions,
+    StandardOptions,
+    WorkerOptions,
+)
 
 from pipelines import embed_pipeline
 from pipelines.cli import build_parser, config_from_args

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np

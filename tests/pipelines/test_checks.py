@@ -10,18 +10,18 @@ from transforms import schemas
 
 
 def _shards(rows):
-    return pa.Table.from_pylist([dict(source_uri=u, input_kind="tar", records_read=n,
-                                      images_found=n - e, errors=e, ended_cleanly=True)
+    return pa.Table.from_pylist([{"source_uri": u, "input_kind": "tar", "records_read": n,
+                                  "images_found": n - e, "errors": e, "ended_cleanly": True}
                                  for u, n, e in rows], schema=schemas.SHARDS_SCHEMA)
 
 
 def _errors(rows):
-    return pa.Table.from_pylist([dict(record_id=i, source_uri=u, key=None, stage="decode",
-                                      reason="corrupt", message="m") for i, u in rows],
-                                schema=schemas.ERRORS_SCHEMA)
+    return pa.Table.from_pylist([{"record_id": i, "source_uri": u, "key": None,
+                                  "stage": "decode", "reason": "corrupt", "message": "m"}
+                                 for i, u in rows], schema=schemas.ERRORS_SCHEMA)
 
 
-IDS = lambda *xs: pa.array(list(xs), pa.string())  # noqa: E731
+IDS = lambda *xs: pa.array(list(xs), pa.string())
 
 
 def test_conservation_holds_and_counts_shard_errors_apart():

@@ -26,8 +26,8 @@ DRY_RUN = ["--runner=DataflowRunner", "--dry_run=True", "--no_auth",
            f"--temp_location={BUCKET}/tmp", "--job_name=clipdedup-dry-run"]
 GPU_WORKERS = ["--sdk_container_image=us-docker.pkg.dev/p/clipdedup/worker-gpu:0.1.0",
                "--experiments=use_runner_v2", "--number_of_worker_harness_threads=1",
-               "--dataflow_service_options=worker_accelerator=type:nvidia-tesla-t4;count:1;"
-               "install-nvidia-driver", "--machine_type=n1-standard-8"]
+               ("--dataflow_service_options=worker_accelerator=type:nvidia-tesla-t4;count:1;"
+                "install-nvidia-driver"), "--machine_type=n1-standard-8"]
 STAGING = f"{BUCKET}/out/_staging-dry"
 
 
@@ -65,13 +65,24 @@ def test_embed_pipeline_translates_for_dataflow_with_setup_file():
     assert job.proto.environment.experiments is not None
 
 
-def test_mine_pipeline_translates_for_dataflow_on_gpu_workers():
+@pytest.mark.parametrize("mode, steps", [
+    ("auto", {"EmbeddingsTable", "MinePairs"}),
+    ("distributed", {"ReadEmbeddings", "MineDistributed", "SplitPairs", "MeasureRecall"})])
+def test_mine_pipeline_translates_for_dataflow_on_gpu_workers(mode, steps, tmp_path):
+    embeddings = f"{STAGING}/embeddings/*.parquet"
+    if mode == "distributed":
+        # ReadFromParquet lists its pattern while the graph is built, which for
+        # gs:// needs credentials; a local table of the same schema stands in.
+        import pyarrow.parquet as pq
+
+        from transforms.schemas import embeddings_schema
+        embeddings = str(tmp_path / "embeddings-00000.parquet")
+        pq.write_table(embeddings_schema(512).empty_table(), embeddings)
     options = PipelineOptions(DRY_RUN + GPU_WORKERS)
-    pipeline = mine_pipeline.build_pipeline(
-        _config(), f"{STAGING}/embeddings/*.parquet", STAGING, options)
+    pipeline = mine_pipeline.build_pipeline(_config().replace(mode=mode), embeddings, STAGING,
+                                            options)
     proto, job = _dry_run(pipeline)
-    assert {"EmbeddingsTable", "MinePairs", "WriteDuplicates", "WriteNearDuplicates",
-            "WriteStats"} <= _labels(proto)
+    assert steps | {"WriteDuplicates", "WriteNearDuplicates", "WriteStats"} <= _labels(proto)
     images = {e.payload for e in proto.components.environments.values()}
     assert any(b"worker-gpu:0.1.0" in payload for payload in images), images
     assert "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver" in \

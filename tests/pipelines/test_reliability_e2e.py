@@ -101,7 +101,7 @@ class _FlakyFile:
 
 
 def test_transient_read_failures_are_retried_not_dead_lettered(corpus_env, monkeypatch):
-    corpus, config, _, clean, root = corpus_env
+    corpus, config, _, clean, _ = corpus_env
     data = os.path.dirname(corpus.inputs[1])
     plan = {  # uri -> exception raised once, and after how many bytes
         os.path.join(data, "tar", "00000.tar"): (ConnectionError("connection reset"), 40_000),

@@ -12,9 +12,9 @@ import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from tests.hostile_corpus import encode, smooth_image
 from transforms import records as R
 from transforms.decode import DecodeImages, decode_image
-from tests.hostile_corpus import encode, smooth_image
 
 
 def hostile_decoder(data: bytes, size: int, max_pixels: int):

@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from transforms.mining.exact import mine_exact, mine_exact_cross
 from transforms.mining.pairs import Pairs, canonical_pairs, empty_pairs
 
 LOCAL_MODES = ("auto", "exact", "approximate")
 
-__all__ = ["Pairs", "canonical_pairs", "empty_pairs", "mine_pairs", "resolve_mode"]
+__all__ = ["Pairs", "canonical_pairs", "empty_pairs", "mine_exact", "mine_exact_cross",
+           "mine_pairs", "resolve_mode"]
 
 
 def resolve_mode(mode: str, n: int, approximate_min_n: int) -> str:
@@ -77,8 +79,6 @@ def mine_pairs(
             embeddings, threshold, nlist=nlist, nprobe=nprobe, block_size=block_size,
             recall_sample_size=recall_sample_size, recall_target=recall_target, seed=seed)
     else:
-        from transforms.mining.exact import mine_exact
-
         t = time.perf_counter()
         pairs = mine_exact(embeddings, threshold, block_size)
         stats = {"mode": "exact", "n": n, "threshold": float(threshold),

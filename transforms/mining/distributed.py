@@ -60,7 +60,7 @@ def _train_centroids(sample: list[tuple[str, Any]], count: int, nlist: int, part
     k = nlist or max(1, math.ceil(count / max(1, partition_size)))
     k = max(1, min(k, x.shape[0]))
     if k == 1:
-        return np.ascontiguousarray(x[:1] * 0 + x.mean(axis=0, keepdims=True), dtype=np.float32)
+        return np.ascontiguousarray(x.mean(axis=0, keepdims=True), dtype=np.float32)
     return train_centroids(x, k, seed=seed, niter=kmeans_iterations,
                            points_per_centroid=max(1, x.shape[0] // k))
 

@@ -46,12 +46,12 @@ def test_storage_errors_propagate(tmp_path, kind, exc):
     if kind.startswith("tar"):
         data = _tar_bytes(tmp_path)
         after = 0 if kind == "tar-start" else len(data) // 2
-        read = lambda f: list(formats.read_tar_shard("s.tar", f))  # noqa: E731
+        read = lambda f: list(formats.read_tar_shard("s.tar", f))
     elif kind == "parquet":
         data, after = _parquet_bytes(), 100
-        read = lambda f: list(formats.read_parquet_file("p.parquet", f))  # noqa: E731
+        read = lambda f: list(formats.read_parquet_file("p.parquet", f))
     else:
         data, after = hc.valid_image(1), 0
-        read = lambda f: list(formats.read_image_file("i.jpg", f))  # noqa: E731
+        read = lambda f: list(formats.read_image_file("i.jpg", f))
     with pytest.raises(type(exc)):
         read(_FailingFile(data, exc, after))
