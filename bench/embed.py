@@ -274,7 +274,7 @@ def run_child(**kwargs) -> dict:
         cmd += [f"--{k.replace('_', '-')}", str(v)]
     env = dict(os.environ, PYTHONPATH=ROOT, TRANSFORMERS_VERBOSITY="error",
                PYTHONWARNINGS="ignore")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     if proc.returncode or not lines:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])

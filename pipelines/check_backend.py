@@ -153,8 +153,8 @@ def report(agreement: Agreement, backend: str, model: str, is_stand_in: bool) ->
     a = agreement
     lines = [f"backend {backend} vs fp32 on {a.images} images of {model}",
              f"  cosine agreement: mean {a.mean_cosine:.6f}  min {a.min_cosine:.6f}",
-             f"  fp32 pairs: {a.fp32_duplicates} duplicates, {a.fp32_near_duplicates} "
-             f"near-duplicates; pairs that change class: {a.changed_pairs}",
+             (f"  fp32 pairs: {a.fp32_duplicates} duplicates, {a.fp32_near_duplicates} "
+              f"near-duplicates; pairs that change class: {a.changed_pairs}"),
              "  ACCEPTED" if a.accepted else "  REJECTED: " + "; ".join(a.reasons)]
     if is_stand_in:
         lines.append("  MODEL IS A STAND-IN (random weights): these numbers say nothing "

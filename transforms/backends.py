@@ -29,7 +29,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -39,9 +40,10 @@ TORCH, TORCH_INT8, ONNX_INT8 = "torch", "torch-int8", "onnx-int8"
 BACKENDS = (TORCH, TORCH_INT8, ONNX_INT8)
 INT8_BACKENDS = (TORCH_INT8, ONNX_INT8)
 
-# Images per forward pass when `batch_size` is 0 (auto). CPU: measured on the
-# 2-core benchmark machine (docs/throughput.md); CUDA: a ViT-B/32 in fp16
-# fits thousands, 256 keeps latency and host memory modest. Unmeasured.
+# Images per forward pass when `batch_size` is 0 (auto). CPU: on the 2-core
+# machine one quick fp32 run gave 2.5 img/s at 16 vs 2.1 at 32 (shared,
+# noisy CPU): bigger batches do not help a CPU. CUDA: unmeasured; a ViT-B/32
+# in fp16 fits thousands, 256 keeps latency and host memory modest.
 DEFAULT_BATCH_SIZE = {"cpu": 16, "cuda": 256}
 
 
