@@ -236,7 +236,8 @@ def measure_pipeline(args) -> dict:
     out = os.path.join(OUT, "runs", f"{os.path.basename(args.data)}-{args.tag}")
     shutil.rmtree(out, ignore_errors=True)
     config = Config(inputs=(args.data,), model=args.model, output=out, run_id="bench",
-                    batch_size=args.batch, backend=args.backend, num_threads=args.threads)
+                    batch_size=args.batch, backend=args.backend, num_threads=args.threads,
+                    decode_ahead=args.decode_ahead)
     started, cpu = time.perf_counter(), _cpu()
     summary = execute(config, args.beam_args.split(), embed=True, mine=False)
     seconds = time.perf_counter() - started
@@ -261,6 +262,7 @@ def child_main(argv: list[str]) -> None:
     p.add_argument("--backend", default="torch")
     p.add_argument("--beam-args", default="")
     p.add_argument("--tag", default="")
+    p.add_argument("--decode-ahead", type=int, default=32)
     args = p.parse_args(argv)
     with PeakMemory() as mem:
         result = MEASURES[args.child](args)
@@ -338,7 +340,8 @@ def main() -> None:
     for s, r in ref.items():
         _row(s, r)
 
-    print("(c) clipdedup embed stage, tar shards -> Parquet (DirectRunner, in-memory)")
+    print("(c) clipdedup embed stage, tar shards -> Parquet (DirectRunner, in-memory, "
+          "decode_ahead 32)")
     fixed_data = build_dataset(os.path.join(OUT, "data-fixed-2"), "small", 2, large, shards=1)
     fixed = run_child(child="pipeline", data=fixed_data, tag="fixed", **common)
     print(f"  fixed cost of a job (2 small images): {fixed['seconds']:.1f} s, "
@@ -348,6 +351,16 @@ def main() -> None:
         r = pipe[s] = run_child(child="pipeline", data=d, tag="inmem", **common)
         _steady(r, fixed)
         _row(s + " (total)", r, f"steady {r['steady_ips']:.2f} img/s {r['steady_ipc']:.2f} img/cpu-s")
+
+    inline = {}
+    if "modes" not in skip:
+        print("(c) the same, decoding inline (decode_ahead 0: no decode thread)")
+        for s in ("large", "mixed"):
+            r = inline[s] = run_child(child="pipeline", data=data[s], tag="inline",
+                                      decode_ahead=0, **common)
+            _steady(r, fixed)
+            _row(s + " (total)", r, f"steady {r['steady_ips']:.2f} img/s "
+                 f"{r['steady_ipc']:.2f} img/cpu-s")
 
     multi = None
     if "modes" not in skip:
@@ -387,6 +400,10 @@ def main() -> None:
     for s in sets:
         if s != "large":
             ratio(f"(c)/(b) {s}, steady", pipe[s], ref[s])
+    for s, r in inline.items():
+        print(f"  decode-ahead/inline, {s}, steady: {pipe[s]['steady_ips'] / r['steady_ips']:.2f} "
+              f"({pipe[s]['steady_ipc'] / r['steady_ipc']:.2f})  total "
+              f"{pipe[s]['ips'] / r['ips']:.2f}")
     if multi:
         print(f"  multi_processing/in-memory, mixed, steady: "
               f"{multi['steady_ips'] / pipe['mixed']['steady_ips']:.2f} "

@@ -38,6 +38,7 @@ class Config:
     max_image_pixels: int = 89_478_485  # Pillow's default cap, made explicit
     decode_isolation: str = "none"  # none | subprocess (contains decoder hangs and crashes)
     decode_timeout_s: float = 30.0  # per image, in subprocess isolation
+    decode_ahead: int = 32  # isolation none: records decoded ahead of the model in a thread; 0 = inline
 
     # Mining.
     duplicate_threshold: float = 0.999
@@ -77,6 +78,8 @@ class Config:
                              f"got {self.decode_isolation!r}")
         if self.decode_timeout_s <= 0:
             raise ValueError("decode_timeout_s must be positive")
+        if self.decode_ahead < 0:
+            raise ValueError("decode_ahead must be >= 0")
         if self.batch_size < 0 or self.block_size < 1 or self.num_threads < 0:
             raise ValueError("batch_size and num_threads must be >= 0, block_size positive")
         from transforms.backends import validate as validate_backend

@@ -57,7 +57,8 @@ def build_pipeline(config: Config, staging: str, embedding_dim: int,
                | "SkipByteCopies" >> SkipByteCopies(exact_pairs)
                | "DecodeImages" >> DecodeImages(image_size, config.max_image_pixels,
                                                 config.decode_isolation,
-                                                config.decode_timeout_s))
+                                                config.decode_timeout_s,
+                                                ahead=config.decode_ahead))
     handler = SentenceTransformerImageHandler(config.model, config.device, config.batch_size,
                                               config.backend, config.num_threads)
     embeddings, embed_errors = decoded.images | "EmbedImages" >> EmbedImages(

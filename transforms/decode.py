@@ -21,13 +21,16 @@ so any exception is about the data, never about storage.
 
 from __future__ import annotations
 
+import collections
 import io
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.utils.windowed_value import WindowedValue
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from transforms import records as R
@@ -168,15 +171,64 @@ class _DecodeFn(beam.DoFn):
         self._decoder = decoder
 
     def process(self, record: R.ImageRecord):
+        yield _counted(self._decode(record))
+
+    def _decode(self, record: R.ImageRecord):
+        """The one output of `record`: a DecodedImage, or a tagged error row."""
         try:
             pixels, w, h = self._decoder(record.data, self._size, self._max_pixels)
         except DecodeError as exc:
-            counter("decode_failed").inc()
-            yield beam.pvalue.TaggedOutput(
+            return beam.pvalue.TaggedOutput(
                 "errors", R.record_error(record, R.DECODE, exc.reason, exc.message))
-            return
-        counter("decoded").inc()
-        yield R.DecodedImage(record.without_data(), w, h, pixels)
+        return R.DecodedImage(record.without_data(), w, h, pixels)
+
+
+def _counted(out):
+    """`out`, counted. Beam's metrics are per thread: count in the bundle's thread."""
+    counter("decode_failed" if isinstance(out, beam.pvalue.TaggedOutput) else "decoded").inc()
+    return out
+
+
+class _DecodeAheadFn(_DecodeFn):
+    """Decodes in a background thread, up to `ahead` records ahead of its output.
+
+    Outputs leave in input order. Downstream stages fused with this one (the
+    batching and the model's forward pass) run while the thread decodes the
+    next records; Pillow and torch both release the GIL, so the two overlap on
+    separate cores. At most `ahead` records (their bytes and pixels) are held.
+    """
+
+    def __init__(self, size: int, max_pixels: int,
+                 decoder: Callable[..., tuple[np.ndarray, int, int]], ahead: int):
+        super().__init__(size, max_pixels, decoder)
+        self._ahead = ahead
+
+    def setup(self):
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="decode-ahead")
+
+    def start_bundle(self):
+        self._pending = collections.deque()
+
+    def process(self, record: R.ImageRecord, timestamp=beam.DoFn.TimestampParam,
+                window=beam.DoFn.WindowParam):
+        self._pending.append((self._pool.submit(self._decode, record), timestamp, window))
+        while self._pending and (len(self._pending) > self._ahead or self._pending[0][0].done()):
+            yield self._ready()
+
+    def finish_bundle(self):
+        while self._pending:
+            yield self._ready()
+
+    def _ready(self):
+        """The oldest pending output, waited for, in its input's window."""
+        future, timestamp, window = self._pending.popleft()
+        out = _counted(future.result())
+        if isinstance(out, beam.pvalue.TaggedOutput):
+            return beam.pvalue.TaggedOutput(out.tag, WindowedValue(out.value, timestamp, (window,)))
+        return WindowedValue(out, timestamp, (window,))
+
+    def teardown(self):
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _contained_failure(dead_letter) -> dict:
@@ -202,16 +254,27 @@ class DecodeImages(beam.PTransform):
         isolation: `none` (decode in the worker) or `subprocess`.
         timeout_s: per-image limit in `subprocess` mode (None: no limit).
         decoder: the decoding function (tests inject hanging/crashing ones).
+        ahead: with isolation `none`, decode in a background thread up to this
+            many records ahead of the model (0: decode inline).
     """
 
     def __init__(self, size: int = 224, max_pixels: int = 89_478_485, isolation: str = "none",
                  timeout_s: float | None = None,
-                 decoder: Callable[..., tuple[np.ndarray, int, int]] = decode_image):
+                 decoder: Callable[..., tuple[np.ndarray, int, int]] = decode_image,
+                 ahead: int = 0):
         super().__init__()
         if isolation not in ISOLATION_MODES:
             raise ValueError(f"decode isolation must be one of {ISOLATION_MODES}, "
                              f"got {isolation!r}")
-        self._fn = _DecodeFn(size, max_pixels, decoder)
+        if ahead < 0:
+            raise ValueError(f"decode ahead must be >= 0, got {ahead}")
+        # Decode-ahead overlaps decoding with the model in one worker. Under
+        # subprocess isolation Beam runs the DoFn element by element in another
+        # process, so there it would only add a thread: decode inline instead.
+        if ahead and isolation == "none":
+            self._fn = _DecodeAheadFn(size, max_pixels, decoder, ahead)
+        else:
+            self._fn = _DecodeFn(size, max_pixels, decoder)
         self._isolation = isolation
         self._timeout_s = timeout_s
 
