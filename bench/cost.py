@@ -76,7 +76,7 @@ def main() -> None:
     handler = SentenceTransformerImageHandler(model_dir, "cpu", BATCH)
     model = handler.load_model()
     print(f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
-          f"(shared with other work: load average {os.getloadavg()[0]:.1f}); "
+          f"(load average {os.getloadavg()[0]:.1f} before measuring); "
           f"torch {torch.__version__}; model: {model_dir} (stand-in, ViT-B/32 random weights)")
     print(f"decode 640x480 JPEG -> 224x224: {decode_s * 1e3:.1f} ms/image "
           f"({1 / decode_s:.0f} images/s per core)")
