@@ -277,7 +277,7 @@ def run_child(**kwargs) -> dict:
     env = dict(os.environ, PYTHONPATH=ROOT, TRANSFORMERS_VERBOSITY="error",
                PYTHONWARNINGS="ignore")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
         raise SystemExit(f"measurement failed: {kwargs}")
@@ -355,9 +355,11 @@ def main() -> None:
     sets = ["large", "mixed"] + ([] if "small" in skip else ["small"])
     data = {s: build_dataset(os.path.join(OUT, f"data-{s}-{args.images}-{args.large_size}"), s,
                              args.images, large) for s in sets}
+    def mib(folder: str) -> float:
+        return sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)) / 2**20
+
     print(f"datasets built in {time.perf_counter() - started:.0f} s: " + ", ".join(
-        f"{s} {args.images} images {sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)) / 2**20:.0f} MiB"
-        for s, d in data.items()))
+        f"{s} {args.images} images {mib(d):.0f} MiB" for s, d in data.items()))
     common = dict(model=BASE_MODEL, batch=args.batch, threads=args.threads)
     print(f"model: ViT-B/32 stand-in (random weights), CPU, {os.cpu_count()} cores, "
           f"batch {args.batch}, torch threads {args.threads or 'default'}")

@@ -95,7 +95,7 @@ class Config:
         if not 0.0 <= self.max_error_fraction <= 1.0:
             raise ValueError("max_error_fraction must be within [0, 1]")
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         """A copy with `changes` applied; `None` values are ignored."""
         changes = {k: v for k, v in changes.items() if v is not None}
         if "inputs" in changes:

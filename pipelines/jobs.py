@@ -56,7 +56,7 @@ def resolve_model(config: Config) -> ModelInfo:
 
 
 def default_run_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
@@ -185,7 +185,7 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
     options = pipeline_options(beam_args)
     folder = RunFolder(config.output, config.run_id or default_run_id())
     folder.start(overwrite)
-    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     summary: dict = {
         "clipdedup_version": VERSION, "run_id": folder.run_id, "started_at": started_at,
         "runner": options.view_as(StandardOptions).runner, "python": platform.python_version(),
@@ -207,7 +207,7 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
     if mine:
         _mine(config, embeddings, folder, options, summary, exact_duplicates)
     summary["timings"]["total_seconds"] = round(time.monotonic() - started, 3)
-    summary["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    summary["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     summary["run_folder"] = folder.publish(summary, overwrite)
     return summary
 

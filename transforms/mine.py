@@ -140,7 +140,7 @@ class _MinePairsFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(tag, table)
         counter("pairs_found").inc(len(pairs.i))
         yield beam.pvalue.TaggedOutput(STATS, dict(
-            stats, embeddings=int(len(ids)), duplicates=int(is_dup.sum()),
+            stats, embeddings=len(ids), duplicates=int(is_dup.sum()),
             near_duplicates=int((~is_dup).sum()), load_seconds=round(loaded - started, 3),
             mine_seconds=round(time.monotonic() - loaded, 3)))
 

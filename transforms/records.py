@@ -46,7 +46,7 @@ ID_HEX_CHARS = 20  # 80 bits: collision-free in practice at 10^9 records
 
 def make_record_id(source_uri: str, locator: str) -> str:
     """Stable id of the record found at `locator` inside `source_uri`."""
-    digest = hashlib.sha256(f"{source_uri}\0{locator}".encode("utf-8"))
+    digest = hashlib.sha256(f"{source_uri}\0{locator}".encode())
     return digest.hexdigest()[:ID_HEX_CHARS]
 
 
@@ -65,7 +65,7 @@ class ImageRecord:
     file_size: int
     data: bytes | None = None
 
-    def without_data(self) -> "ImageRecord":
+    def without_data(self) -> ImageRecord:
         return dataclasses.replace(self, data=None)
 
 

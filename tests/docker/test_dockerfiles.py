@@ -22,7 +22,7 @@ DOCKERFILES = ["docker/Dockerfile.cpu", "docker/Dockerfile.gpu"]
 
 def _beam_pin() -> str:
     with open(os.path.join(ROOT, "requirements.txt"), encoding="utf-8") as f:
-        (pin,) = re.findall(r"^apache-beam\[gcp\]==([\d.]+)", f.read(), re.M)
+        (pin,) = re.findall(r"^apache-beam\[gcp\]==([\d.]+)", f.read(), re.MULTILINE)
     return pin
 
 

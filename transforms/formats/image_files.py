@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 from transforms.records import ImageRecord, new_record
 

@@ -9,7 +9,8 @@ whose image column is missing or of another type is reported whole as
 
 from __future__ import annotations
 
-from typing import IO, Any, Iterator
+from collections.abc import Iterator
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq

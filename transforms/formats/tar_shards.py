@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import posixpath
 import tarfile
-from typing import IO, Any, Iterator
+from collections.abc import Iterator
+from typing import IO, Any
 
 from transforms import records as R
 from transforms.formats.image_files import IMAGE_EXTENSIONS

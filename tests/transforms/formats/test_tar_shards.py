@@ -1,4 +1,3 @@
-import io
 
 from tests.conftest import encode, random_image, write_tar
 from transforms import records as R

@@ -62,7 +62,8 @@ def test_not_normalised_is_an_error(tmp_path):
     x, _ = _write_embeddings(tmp_path / "emb", n=10)
     t = pq.read_table(tmp_path / "emb" / "part-0.parquet")
     bad = pa.FixedSizeListArray.from_arrays(pa.array((2 * x).reshape(-1)), 16)
-    pq.write_table(t.set_column(8, "embedding", bad.slice(0, t.num_rows)), tmp_path / "emb" / "part-0.parquet")
+    pq.write_table(t.set_column(8, "embedding", bad.slice(0, t.num_rows)),
+                   tmp_path / "emb" / "part-0.parquet")
     with pytest.raises(ValueError, match="not L2-normalised"):
         read_embeddings(str(tmp_path / "emb"))
 
