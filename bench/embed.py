@@ -236,8 +236,8 @@ def measure_pipeline(args) -> dict:
     out = os.path.join(OUT, "runs", f"{os.path.basename(args.data)}-{args.tag}")
     shutil.rmtree(out, ignore_errors=True)
     config = Config(inputs=(args.data,), model=args.model, output=out, run_id="bench",
-                    batch_size=args.batch, backend=args.backend, num_threads=args.threads,
-                    decode_ahead=args.decode_ahead)
+                    batch_size=args.batch, backend=args.backend, num_threads=args.threads
+                    ).replace(decode_ahead=args.decode_ahead)
     started, cpu = time.perf_counter(), _cpu()
     summary = execute(config, args.beam_args.split(), embed=True, mine=False)
     seconds = time.perf_counter() - started
@@ -262,7 +262,7 @@ def child_main(argv: list[str]) -> None:
     p.add_argument("--backend", default="torch")
     p.add_argument("--beam-args", default="")
     p.add_argument("--tag", default="")
-    p.add_argument("--decode-ahead", type=int, default=32)
+    p.add_argument("--decode-ahead", type=int, default=None, help="default: the config's")
     args = p.parse_args(argv)
     with PeakMemory() as mem:
         result = MEASURES[args.child](args)
@@ -293,9 +293,26 @@ def _row(label: str, r: dict, extra: str = "") -> None:
 
 
 def _steady(r: dict, fixed: dict) -> None:
-    """Rates without the fixed cost of a job (Beam start, model load)."""
-    r["steady_ips"] = r["images"] / max(r["seconds"] - fixed["seconds"], 1e-9)
-    r["steady_ipc"] = r["images"] / max(r["cpu_seconds"] - fixed["cpu_seconds"], 1e-9)
+    """Rates without the fixed cost of a job (Beam start, model load); nan when
+    the job took no longer than the fixed cost (too few images to tell)."""
+    def rate(total: float, fixed_part: float) -> float:
+        return r["images"] / (total - fixed_part) if total > fixed_part else float("nan")
+
+    r["steady_ips"] = rate(r["seconds"], fixed["seconds"])
+    r["steady_ipc"] = rate(r["cpu_seconds"], fixed["cpu_seconds"])
+
+
+TWO_PROCESSES = "--direct_num_workers=2 --direct_running_mode=multi_processing"
+
+
+def two_processes(args, mixed: str, fixed_data: str) -> tuple[dict, dict]:
+    """(c) with two local worker processes of one torch thread each: (fixed job,
+    mixed job), the mixed job's steady rate computed against that fixed cost."""
+    kwargs = dict(beam_args=TWO_PROCESSES, model=BASE_MODEL, batch=args.batch, threads=1)
+    fixed = run_child(child="pipeline", data=fixed_data, tag="mfixed", **kwargs)
+    multi = run_child(child="pipeline", data=mixed, tag="multi", **kwargs)
+    _steady(multi, fixed)
+    return fixed, multi
 
 
 def interleaved(args, mixed: str, fixed_data: str, common: dict) -> None:
@@ -306,18 +323,13 @@ def interleaved(args, mixed: str, fixed_data: str, common: dict) -> None:
 
     print(f"targets, interleaved ({args.repeats} rounds; steady = minus the same round's fixed cost)")
     rows = []
-    beam = "--direct_num_workers=2 --direct_running_mode=multi_processing"
     for i in range(args.repeats):
         fwd = run_child(child="forward", images=args.images, **common)
         int8 = run_child(child="forward", images=args.images, backend="onnx-int8", **common)
         fixed = run_child(child="pipeline", data=fixed_data, tag="fixed", **common)
         inmem = run_child(child="pipeline", data=mixed, tag="inmem", **common)
-        mfixed = run_child(child="pipeline", data=fixed_data, tag="mfixed", beam_args=beam,
-                           model=BASE_MODEL, batch=args.batch, threads=1)
-        multi = run_child(child="pipeline", data=mixed, tag="multi", beam_args=beam,
-                          model=BASE_MODEL, batch=args.batch, threads=1)
+        _, multi = two_processes(args, mixed, fixed_data)
         _steady(inmem, fixed)
-        _steady(multi, mfixed)
         rows.append({"int8/fp32": int8["ips"] / fwd["ips"],
                      "(c) in-memory/(a)": inmem["steady_ips"] / fwd["ips"],
                      "(c) 2 processes/(a)": multi["steady_ips"] / fwd["ips"]})
@@ -377,8 +389,9 @@ def main() -> None:
     for s, r in ref.items():
         _row(s, r)
 
+    from pipelines.config import Config
     print("(c) clipdedup embed stage, tar shards -> Parquet (DirectRunner, in-memory, "
-          "decode_ahead 32)")
+          f"decode_ahead {Config().decode_ahead})")
     fixed_data = build_dataset(os.path.join(OUT, "data-fixed-2"), "small", 2, large, shards=1)
     fixed = run_child(child="pipeline", data=fixed_data, tag="fixed", **common)
     print(f"  fixed cost of a job (2 small images): {fixed['seconds']:.1f} s, "
@@ -389,7 +402,7 @@ def main() -> None:
         _steady(r, fixed)
         _row(s + " (total)", r, f"steady {r['steady_ips']:.2f} img/s {r['steady_ipc']:.2f} img/cpu-s")
 
-    inline = {}
+    inline, multi = {}, None
     if "modes" not in skip:
         print("(c) the same, decoding inline (decode_ahead 0: no decode thread)")
         for s in ("large", "mixed"):
@@ -399,16 +412,8 @@ def main() -> None:
             _row(s + " (total)", r, f"steady {r['steady_ips']:.2f} img/s "
                  f"{r['steady_ipc']:.2f} img/cpu-s")
 
-    multi = None
-    if "modes" not in skip:
-        print("(c) mixed, --direct_num_workers=2 --direct_running_mode=multi_processing, "
-              "1 torch thread per worker")
-        beam = "--direct_num_workers=2 --direct_running_mode=multi_processing"
-        mfixed = run_child(child="pipeline", data=fixed_data, tag="mfixed", beam_args=beam,
-                           model=BASE_MODEL, batch=args.batch, threads=1)
-        multi = run_child(child="pipeline", data=data["mixed"], tag="multi", beam_args=beam,
-                          model=BASE_MODEL, batch=args.batch, threads=1)
-        _steady(multi, mfixed)
+        print(f"(c) mixed, {TWO_PROCESSES}, 1 torch thread per worker")
+        mfixed, multi = two_processes(args, data["mixed"], fixed_data)
         _row("mixed (total)", multi, f"steady {multi['steady_ips']:.2f} img/s "
              f"{multi['steady_ipc']:.2f} img/cpu-s (fixed {mfixed['seconds']:.1f} s)")
 
