@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test test-all bench bench-embed bench-mine lint clean run-dataflow
+.PHONY: install demo test test-all bench bench-embed bench-int8 bench-mine lint clean run-dataflow
 
 install: $(STAMP)
 
@@ -28,13 +28,16 @@ test: install
 test-all: install
 	$(PY) -m pytest -q tests
 
-bench: bench-mine bench-embed
+bench: bench-mine bench-embed bench-int8
 
 bench-mine: install
 	$(PY) bench/mine.py
 
 bench-embed: install
 	$(PY) bench/embed.py
+
+bench-int8: install
+	$(PY) bench/int8_gemm.py
 
 # The whole job on Google Cloud Dataflow: inputs and outputs on gs://.
 # Optional: INPUT, OUTPUT, MODEL (hub name or gs:// folder), IMAGE (a worker

@@ -15,8 +15,9 @@ uint8 [B, S, S, 3] -> L2-normalised float32 [B, D]. Backends:
   the GPU, so decode and host->device copies stay small).
 - `torch-int8`: `torch.ao.quantization.quantize_dynamic` of every
   `nn.Linear` (weights int8, activations quantised per batch). CPU only.
-- `onnx-int8`: the vision tower exported with `torch.onnx` and quantised with
-  ONNX Runtime's dynamic quantisation; needs `onnxruntime` and `onnx`. CPU only.
+- `onnx-int8`: the vision tower exported with `torch.onnx`, its MatMuls
+  quantised with ONNX Runtime's dynamic quantisation; needs `onnxruntime` and
+  `onnx`. CPU only.
 
 Int8 error depends on the real weights: check a backend on your own model and
 images with `clipdedup check-backend` before using it (docs/throughput.md).
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 TORCH, TORCH_INT8, ONNX_INT8 = "torch", "torch-int8", "onnx-int8"
 BACKENDS = (TORCH, TORCH_INT8, ONNX_INT8)
 INT8_BACKENDS = (TORCH_INT8, ONNX_INT8)
+# Named after the quantisation recipe, so a cache folder written by another
+# recipe is not reused.
+ONNX_INT8_FILE = "vision_int8_matmul.onnx"
 
 # Images per forward pass when `batch_size` is 0 (auto). CPU: on the 2-core
 # machine one quick fp32 run gave 2.5 img/s at 16 vs 2.1 at 32 (shared,
@@ -177,13 +181,18 @@ def _onnx_int8(clip, size: int, cache_dir: str | None = None):
 
     folder = cache_dir or tempfile.mkdtemp(prefix="clipdedup-onnx-")
     os.makedirs(folder, exist_ok=True)
-    fp32, int8 = os.path.join(folder, "vision_fp32.onnx"), os.path.join(folder, "vision_int8.onnx")
+    fp32 = os.path.join(folder, "vision_fp32.onnx")
+    int8 = os.path.join(folder, ONNX_INT8_FILE)
     if not os.path.exists(int8):
         torch.onnx.export(_vision_tower(clip), (torch.zeros(2, 3, size, size),), fp32,
                           input_names=["pixel_values"], output_names=["embeddings"],
                           dynamic_axes={"pixel_values": {0: "batch"}, "embeddings": {0: "batch"}},
                           opset_version=17, dynamo=False)
-        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
+        # Matrix products only: the patch-embedding Conv is 3% of the FLOPs, and
+        # ORT's ConvInteger kernel made it 14% of the int8 forward (profiled on
+        # ViT-B/32, docs/throughput.md); quantising it also adds error at the
+        # first layer.
+        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(int8, options, providers=["CPUExecutionProvider"])

@@ -89,3 +89,23 @@ def test_non_clip_models_fall_back_to_encode():
     with pytest.raises(ValueError):
         backends.load_encoder(NotClip([object()]), backends.TORCH_INT8)
 
+
+
+def test_onnx_int8_quantises_matmuls_only_and_reuses_its_cache(st_model, tmp_path):
+    import onnx
+
+    pytest.importorskip("onnxruntime")
+    encoder = backends.load_encoder(st_model, backends.ONNX_INT8, cache_dir=str(tmp_path))
+    path = tmp_path / backends.ONNX_INT8_FILE
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
+    assert "Conv" in ops and "ConvInteger" not in ops  # patch embedding stays fp32
+    pixels = _pixels(4, seed=40)
+    fp32 = backends.load_encoder(st_model)(pixels)
+    int8 = encoder(pixels)
+    assert int8.dtype == np.float32 and int8.shape == fp32.shape
+    np.testing.assert_allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-5)
+    assert (fp32 * int8).sum(axis=1).min() > 0.9  # random tiny weights: loose bound
+    written = path.stat().st_mtime_ns
+    backends.load_encoder(st_model, backends.ONNX_INT8, cache_dir=str(tmp_path))
+    assert path.stat().st_mtime_ns == written  # second load reuses the export
