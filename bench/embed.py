@@ -190,8 +190,7 @@ def measure_forward(args) -> dict:
 
     _threads(args.threads)
     st = SentenceTransformer(args.model, device="cpu")
-    encoder = backends.load_encoder(st, args.backend, "cpu", cache_dir=os.path.join(
-        OUT, "onnx-cache-" + os.path.basename(args.model)) if args.backend == backends.ONNX_INT8 else None)
+    encoder = backends.load_encoder(st, args.backend, "cpu")  # onnx-int8: exported once, cached
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (args.batch, 224, 224, 3), dtype=np.uint8)
     x = encoder.normalise(pixels)

@@ -27,6 +27,8 @@ import in the launcher.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import tempfile
@@ -171,19 +173,46 @@ def _torch_int8(clip):
     return torch.ao.quantization.quantize_dynamic(tower, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def _onnx_int8(clip, size: int, cache_dir: str | None = None):
+def weights_fingerprint(clip, size: int) -> str:
+    """A short hash of what the `onnx-int8` export depends on: the vision
+    tower's and projection's weights, the input size and the recipe."""
     import torch
-    try:
-        import onnxruntime as ort
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError as exc:
-        raise RuntimeError("backend onnx-int8 needs `pip install onnxruntime onnx`") from exc
 
-    folder = cache_dir or tempfile.mkdtemp(prefix="clipdedup-onnx-")
-    os.makedirs(folder, exist_ok=True)
-    fp32 = os.path.join(folder, "vision_fp32.onnx")
-    int8 = os.path.join(folder, ONNX_INT8_FILE)
-    if not os.path.exists(int8):
+    digest = hashlib.sha256(f"{ONNX_INT8_FILE}:{size}".encode())
+    for module in (clip.vision_model, clip.visual_projection):
+        for name, tensor in sorted(module.state_dict().items()):
+            tensor = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.view(torch.uint8).numpy().data if tensor.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: str):
+    """Holds an exclusive lock on `lock_path` (POSIX; no lock elsewhere), so the
+    worker processes of one machine export a model once, one at a time."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _export_int8(clip, size: int, int8_path: str) -> None:
+    """Exports the vision tower to ONNX and quantises it into `int8_path`
+    (written under a temporary name, then renamed: never seen half-written)."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folder = os.path.dirname(int8_path)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as scratch:
+        fp32, partial = os.path.join(scratch, "vision_fp32.onnx"), os.path.join(scratch, "int8.onnx")
         torch.onnx.export(_vision_tower(clip), (torch.zeros(2, 3, size, size),), fp32,
                           input_names=["pixel_values"], output_names=["embeddings"],
                           dynamic_axes={"pixel_values": {0: "batch"}, "embeddings": {0: "batch"}},
@@ -192,7 +221,36 @@ def _onnx_int8(clip, size: int, cache_dir: str | None = None):
         # ORT's ConvInteger kernel made it 14% of the int8 forward (profiled on
         # ViT-B/32, docs/throughput.md); quantising it also adds error at the
         # first layer.
-        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+        quantize_dynamic(fp32, partial, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+        os.replace(partial, int8_path)
+
+
+def onnx_cache_dir(clip, size: int) -> str:
+    """Where `onnx-int8` keeps a model's export by default: one folder per
+    weights fingerprint under the system temp dir, shared by every worker
+    process of the machine."""
+    return os.path.join(tempfile.gettempdir(), "clipdedup-onnx", weights_fingerprint(clip, size))
+
+
+def _onnx_int8(clip, size: int, cache_dir: str | None = None):
+    """An ONNX Runtime session of the int8 vision tower. The export (about 15 s
+    and 1.3 GiB extra for ViT-B/32) runs once per cache folder: concurrent
+    loads wait for the first one and reuse its file."""
+    import torch
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise RuntimeError("backend onnx-int8 needs `pip install onnxruntime onnx`") from exc
+
+    folder = cache_dir or onnx_cache_dir(clip, size)
+    os.makedirs(folder, exist_ok=True)
+    int8 = os.path.join(folder, ONNX_INT8_FILE)
+    with _exclusive(os.path.join(folder, ".lock")):
+        if os.path.exists(int8):
+            log.info("onnx-int8: reusing %s", int8)
+        else:
+            log.info("onnx-int8: exporting and quantising the vision tower into %s", folder)
+            _export_int8(clip, size, int8)
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(int8, options, providers=["CPUExecutionProvider"])
@@ -208,7 +266,8 @@ def load_encoder(st_model, backend: str = TORCH, device: str = "cpu",
         st_model: a loaded `SentenceTransformer` (already on `device`).
         backend: one of `BACKENDS`.
         device: `cpu` or `cuda[:N]`.
-        cache_dir: where `onnx-int8` keeps its exported files (a temp dir if None).
+        cache_dir: where `onnx-int8` keeps its export; None = `onnx_cache_dir`
+            (per weights fingerprint under the system temp dir).
     """
     validate(backend, device)
     parts = clip_parts(st_model)

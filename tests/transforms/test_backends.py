@@ -109,3 +109,63 @@ def test_onnx_int8_quantises_matmuls_only_and_reuses_its_cache(st_model, tmp_pat
     written = path.stat().st_mtime_ns
     backends.load_encoder(st_model, backends.ONNX_INT8, cache_dir=str(tmp_path))
     assert path.stat().st_mtime_ns == written  # second load reuses the export
+
+
+@pytest.fixture
+def counted_exports(monkeypatch):
+    """Counts `_export_int8` calls; each one is slowed so that concurrent loads overlap."""
+    import threading
+    import time
+
+    calls, real = [], backends._export_int8
+    lock = threading.Lock()
+
+    def export(*args):
+        with lock:
+            calls.append(args[-1])
+        time.sleep(0.5)
+        real(*args)
+
+    monkeypatch.setattr(backends, "_export_int8", export)
+    return calls
+
+
+def test_onnx_int8_default_cache_is_keyed_by_weights_and_exported_once(
+        st_model, tmp_path, monkeypatch, counted_exports):
+    import copy
+    import tempfile
+
+    import torch
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    clip, _, _, size = backends.clip_parts(st_model)
+    folder = backends.onnx_cache_dir(clip, size)
+    assert folder.startswith(str(tmp_path))
+    for _ in range(2):
+        backends.load_encoder(st_model, backends.ONNX_INT8)
+    assert counted_exports == [f"{folder}/{backends.ONNX_INT8_FILE}"]
+    assert [p.name for p in (tmp_path / "clipdedup-onnx").iterdir()] == [folder.rsplit("/", 1)[1]]
+
+    other = copy.deepcopy(clip)
+    with torch.no_grad():
+        other.visual_projection.weight[0, 0] += 1.0
+    assert backends.weights_fingerprint(other, size) != backends.weights_fingerprint(clip, size)
+    assert backends.weights_fingerprint(copy.deepcopy(clip), size) == \
+        backends.weights_fingerprint(clip, size)
+
+
+def test_onnx_int8_concurrent_loads_export_once(st_model, tmp_path, counted_exports):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pytest.importorskip("onnxruntime")
+    clip, _, _, size = backends.clip_parts(st_model)
+    pixels = backends.load_encoder(st_model).normalise(_pixels(2, seed=50)).numpy()
+    with ThreadPoolExecutor(3) as pool:
+        forwards = list(pool.map(lambda _: backends._onnx_int8(clip, size, str(tmp_path)), range(3)))
+    assert len(counted_exports) == 1
+    outputs = [forward(pixels) for forward in forwards]
+    for out in outputs[1:]:
+        np.testing.assert_array_equal(out, outputs[0])
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".export-")]
+    assert leftovers == []  # the scratch folder of the export is gone
