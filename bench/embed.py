@@ -11,7 +11,8 @@ measures, each in its own subprocess so peak memory is its own:
   (b)  the reference recipe: `SentenceTransformer.encode` on a list of opened
        PIL images (batch by batch, as a user would);
   (c)  clipdedup's embed stage, tar shards to Parquet, through
-       `pipelines.jobs.execute(..., mine=False)` on the local runner.
+       `pipelines.jobs.execute(..., mine=False)` on the local runner (torch
+       fp32; the mixed set also with `onnx-int8`).
 
 (c) is reported twice: `total` (whole job: Beam start-up, model load, index
 pass) and `steady` (total minus the fixed cost of the same job on 2 images),
@@ -401,6 +402,17 @@ def main() -> None:
         _steady(r, fixed)
         _row(s + " (total)", r, f"steady {r['steady_ips']:.2f} img/s {r['steady_ipc']:.2f} img/cpu-s")
 
+    int8_pipe = None
+    if "int8" not in skip:
+        print("(c) mixed with backend onnx-int8 (the export cached by (a) is reused)")
+        int8_fixed = run_child(child="pipeline", data=fixed_data, tag="int8fixed",
+                               backend="onnx-int8", **common)
+        int8_pipe = run_child(child="pipeline", data=data["mixed"], tag="int8",
+                              backend="onnx-int8", **common)
+        _steady(int8_pipe, int8_fixed)
+        _row("mixed (total)", int8_pipe, f"steady {int8_pipe['steady_ips']:.2f} img/s "
+             f"{int8_pipe['steady_ipc']:.2f} img/cpu-s (fixed {int8_fixed['seconds']:.1f} s)")
+
     inline, multi = {}, None
     if "modes" not in skip:
         print("(c) the same, decoding inline (decode_ahead 0: no decode thread)")
@@ -441,6 +453,11 @@ def main() -> None:
     for s in sets:
         if s != "large":
             ratio(f"(c)/(b) {s}, steady", pipe[s], ref[s])
+    if int8_pipe:
+        print(f"  onnx-int8/torch, (c) mixed, steady: "
+              f"{int8_pipe['steady_ips'] / pipe['mixed']['steady_ips']:.2f} "
+              f"({int8_pipe['steady_ipc'] / pipe['mixed']['steady_ipc']:.2f})  total "
+              f"{int8_pipe['ips'] / pipe['mixed']['ips']:.2f}")
     for s, r in inline.items():
         print(f"  decode-ahead/inline, {s}, steady: {pipe[s]['steady_ips'] / r['steady_ips']:.2f} "
               f"({pipe[s]['steady_ipc'] / r['steady_ipc']:.2f})  total "
