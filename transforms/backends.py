@@ -228,8 +228,10 @@ def _export_int8(clip, size: int, int8_path: str) -> None:
 def onnx_cache_dir(clip, size: int) -> str:
     """Where `onnx-int8` keeps a model's export by default: one folder per
     weights fingerprint under the system temp dir, shared by every worker
-    process of the machine."""
-    return os.path.join(tempfile.gettempdir(), "clipdedup-onnx", weights_fingerprint(clip, size))
+    process of the machine that runs as the same user."""
+    user = str(os.getuid()) if hasattr(os, "getuid") else "user"
+    return os.path.join(tempfile.gettempdir(), f"clipdedup-onnx-{user}",
+                        weights_fingerprint(clip, size))
 
 
 def _onnx_int8(clip, size: int, cache_dir: str | None = None):
