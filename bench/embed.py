@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import subprocess
 import sys
 import tarfile
 import threading
@@ -267,21 +265,18 @@ def child_main(argv: list[str]) -> None:
     with PeakMemory() as mem:
         result = MEASURES[args.child](args)
     result["peak_mib"] = mem.peak / 2**20
-    print("RESULT " + json.dumps(result), flush=True)
+    from bench import children
+
+    children.emit(result)
 
 
 def run_child(**kwargs) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__)]
+    from bench import children
+
+    argv = []
     for k, v in kwargs.items():
-        cmd += [f"--{k.replace('_', '-')}", str(v)]
-    env = dict(os.environ, PYTHONPATH=ROOT, TRANSFORMERS_VERBOSITY="error",
-               PYTHONWARNINGS="ignore")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
-        raise SystemExit(f"measurement failed: {kwargs}")
-    result = json.loads(lines[-1][len("RESULT "):])
+        argv += [f"--{k.replace('_', '-')}", str(v)]
+    result = children.run(__file__, argv)
     result["ips"] = result["images"] / result["seconds"]
     result["ipc"] = result["images"] / max(result["cpu_seconds"], 1e-9)
     return result
@@ -290,6 +285,18 @@ def run_child(**kwargs) -> dict:
 def _row(label: str, r: dict, extra: str = "") -> None:
     print(f"  {label:<34} {r['ips']:6.2f} img/s {r['ipc']:6.2f} img/cpu-s {r['images']:4d} img "
           f"{r['seconds']:6.1f} s  peak {r['peak_mib']:5.0f} MiB  {extra}", flush=True)
+
+
+def _steady_row(label: str, r: dict, extra: str = "") -> None:
+    """`_row` of a (c) job, with its steady rates (see `_steady`)."""
+    _row(label, r, f"steady {r['steady_ips']:.2f} img/s {r['steady_ipc']:.2f} img/cpu-s{extra}")
+
+
+def _steady_ratio(label: str, r: dict, other: dict, total: bool = True) -> None:
+    """Steady rate of one (c) job against another's, wall (and CPU)."""
+    line = (f"  {label}, steady: {r['steady_ips'] / other['steady_ips']:.2f} "
+            f"({r['steady_ipc'] / other['steady_ipc']:.2f})")
+    print(line + (f"  total {r['ips'] / other['ips']:.2f}" if total else ""))
 
 
 def _steady(r: dict, fixed: dict) -> None:
@@ -400,7 +407,7 @@ def main() -> None:
     for s, d in data.items():
         r = pipe[s] = run_child(child="pipeline", data=d, tag="inmem", **common)
         _steady(r, fixed)
-        _row(s + " (total)", r, f"steady {r['steady_ips']:.2f} img/s {r['steady_ipc']:.2f} img/cpu-s")
+        _steady_row(s + " (total)", r)
 
     int8_pipe = None
     if "int8" not in skip:
@@ -410,8 +417,7 @@ def main() -> None:
         int8_pipe = run_child(child="pipeline", data=data["mixed"], tag="int8",
                               backend="onnx-int8", **common)
         _steady(int8_pipe, int8_fixed)
-        _row("mixed (total)", int8_pipe, f"steady {int8_pipe['steady_ips']:.2f} img/s "
-             f"{int8_pipe['steady_ipc']:.2f} img/cpu-s (fixed {int8_fixed['seconds']:.1f} s)")
+        _steady_row("mixed (total)", int8_pipe, f" (fixed {int8_fixed['seconds']:.1f} s)")
 
     inline, multi = {}, None
     if "modes" not in skip:
@@ -420,13 +426,11 @@ def main() -> None:
             r = inline[s] = run_child(child="pipeline", data=data[s], tag="inline",
                                       decode_ahead=0, **common)
             _steady(r, fixed)
-            _row(s + " (total)", r, f"steady {r['steady_ips']:.2f} img/s "
-                 f"{r['steady_ipc']:.2f} img/cpu-s")
+            _steady_row(s + " (total)", r)
 
         print(f"(c) mixed, {TWO_PROCESSES}, 1 torch thread per worker")
         mfixed, multi = two_processes(args, data["mixed"], fixed_data)
-        _row("mixed (total)", multi, f"steady {multi['steady_ips']:.2f} img/s "
-             f"{multi['steady_ipc']:.2f} img/cpu-s (fixed {mfixed['seconds']:.1f} s)")
+        _steady_row("mixed (total)", multi, f" (fixed {mfixed['seconds']:.1f} s)")
 
     flat = None
     if "flat" not in skip:
@@ -454,18 +458,11 @@ def main() -> None:
         if s != "large":
             ratio(f"(c)/(b) {s}, steady", pipe[s], ref[s])
     if int8_pipe:
-        print(f"  onnx-int8/torch, (c) mixed, steady: "
-              f"{int8_pipe['steady_ips'] / pipe['mixed']['steady_ips']:.2f} "
-              f"({int8_pipe['steady_ipc'] / pipe['mixed']['steady_ipc']:.2f})  total "
-              f"{int8_pipe['ips'] / pipe['mixed']['ips']:.2f}")
+        _steady_ratio("onnx-int8/torch, (c) mixed", int8_pipe, pipe["mixed"])
     for s, r in inline.items():
-        print(f"  decode-ahead/inline, {s}, steady: {pipe[s]['steady_ips'] / r['steady_ips']:.2f} "
-              f"({pipe[s]['steady_ipc'] / r['steady_ipc']:.2f})  total "
-              f"{pipe[s]['ips'] / r['ips']:.2f}")
+        _steady_ratio(f"decode-ahead/inline, {s}", pipe[s], r)
     if multi:
-        print(f"  multi_processing/in-memory, mixed, steady: "
-              f"{multi['steady_ips'] / pipe['mixed']['steady_ips']:.2f} "
-              f"({multi['steady_ipc'] / pipe['mixed']['steady_ipc']:.2f})")
+        _steady_ratio("multi_processing/in-memory, mixed", multi, pipe["mixed"], total=False)
     if flat:
         print(f"  peak memory 10N/N: {flat[1]['peak_mib'] / flat[0]['peak_mib']:.2f}   "
               "target <= 1.2")

@@ -32,10 +32,8 @@ it costs in fp32.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -132,14 +130,9 @@ def child(contender: str) -> dict:
 
 
 def run_child(contender: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=ROOT, TRANSFORMERS_VERBOSITY="error", PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", contender],
-                          capture_output=True, text=True, env=env, cwd=ROOT, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
-        raise SystemExit(f"measurement failed: {contender}")
-    return json.loads(lines[-1][len("RESULT "):])
+    from bench import children
+
+    return children.run(__file__, ["--child", contender])
 
 
 def layer_seconds(r: dict) -> float:
@@ -163,7 +156,9 @@ def main() -> None:
     p.add_argument("--child", choices=CONTENDERS)
     args = p.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(child(args.child)), flush=True)
+        from bench import children
+
+        children.emit(child(args.child))
         return
 
     started = time.time()
@@ -196,7 +191,7 @@ def main() -> None:
     print("one encoder layer's matrix products, x torch fp32 (median of rounds): "
           + ", ".join(f"{c} {ratios[c]:.2f}" for c in CONTENDERS[1:]))
     f = median(lambda r: LAYERS * layer_seconds(r["torch fp32"]) / r["torch fp32"]["forward"])
-    best = max(CONTENDERS[1:], key=lambda c: ratios[c] if "int8" in c else 0)
+    best = max(("torch int8", "onnx int8"), key=ratios.get)
     r = ratios[best]
     print(f"share of the torch fp32 forward (ViT-B/32 stand-in, batch 16) in these products: "
           f"f = {f:.2f}")
