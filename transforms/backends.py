@@ -235,9 +235,9 @@ def onnx_cache_dir(clip, size: int) -> str:
 
 
 def _onnx_int8(clip, size: int, cache_dir: str | None = None):
-    """An ONNX Runtime session of the int8 vision tower. The export (about 15 s
-    and 1.3 GiB extra for ViT-B/32) runs once per cache folder: concurrent
-    loads wait for the first one and reuse its file."""
+    """An ONNX Runtime session of the int8 vision tower. The export (8 s and
+    about 1 GiB extra for ViT-B/32 on a 2-core machine) runs once per cache
+    folder: concurrent loads wait for the first one and reuse its file."""
     import torch
     try:
         import onnxruntime as ort
