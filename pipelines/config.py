@@ -38,7 +38,10 @@ class Config:
     max_image_pixels: int = 89_478_485  # Pillow's default cap, made explicit
     decode_isolation: str = "none"  # none | subprocess (contains decoder hangs and crashes)
     decode_timeout_s: float = 30.0  # per image, in subprocess isolation
-    decode_ahead: int = 32  # isolation none: records decoded ahead of the model in a thread; 0 = inline
+    decode_ahead: int = 32  # isolation none: records decoded ahead of the model in threads; 0 = inline
+    # true: one thread decodes while the model runs (GPU); false: decoding and the
+    # model take turns, each with all cores (CPU); auto: true on cuda, false on cpu.
+    decode_overlap: bool | str = "auto"
 
     # Mining.
     duplicate_threshold: float = 0.999
@@ -80,6 +83,9 @@ class Config:
             raise ValueError("decode_timeout_s must be positive")
         if self.decode_ahead < 0:
             raise ValueError("decode_ahead must be >= 0")
+        if self.decode_overlap not in ("auto", True, False):
+            raise ValueError("decode_overlap must be auto, true or false, "
+                             f"got {self.decode_overlap!r}")
         if self.batch_size < 0 or self.block_size < 1 or self.num_threads < 0:
             raise ValueError("batch_size and num_threads must be >= 0, block_size positive")
         from transforms.backends import validate as validate_backend
@@ -94,6 +100,13 @@ class Config:
         parse_keeper_rule(self.keeper_rule)  # raises on unknown fields
         if not 0.0 <= self.max_error_fraction <= 1.0:
             raise ValueError("max_error_fraction must be within [0, 1]")
+
+    @property
+    def decode_overlaps(self) -> bool:
+        """`decode_overlap` resolved: `auto` overlaps only when the model runs on a GPU."""
+        if self.decode_overlap == "auto":
+            return self.device != "cpu"
+        return bool(self.decode_overlap)
 
     def replace(self, **changes: Any) -> Config:
         """A copy with `changes` applied; `None` values are ignored."""

@@ -58,7 +58,9 @@ def build_pipeline(config: Config, staging: str, embedding_dim: int,
                | "DecodeImages" >> DecodeImages(image_size, config.max_image_pixels,
                                                 config.decode_isolation,
                                                 config.decode_timeout_s,
-                                                ahead=config.decode_ahead))
+                                                ahead=config.decode_ahead,
+                                                overlap=config.decode_overlaps,
+                                                threads=config.num_threads))
     handler = SentenceTransformerImageHandler(config.model, config.device, config.batch_size,
                                               config.backend, config.num_threads)
     embeddings, embed_errors = decoded.images | "EmbedImages" >> EmbedImages(

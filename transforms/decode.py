@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import io
+import os
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -190,21 +191,36 @@ def _counted(out):
 
 
 class _DecodeAheadFn(_DecodeFn):
-    """Decodes in a background thread, up to `ahead` records ahead of its output.
+    """Decodes in worker threads, up to `ahead` records ahead of its output.
 
-    Outputs leave in input order. Downstream stages fused with this one (the
-    batching and the model's forward pass) run while the thread decodes the
-    next records; Pillow and torch both release the GIL, so the two overlap on
-    separate cores. At most `ahead` records (their bytes and pixels) are held.
+    Outputs leave in input order, and at most `ahead` records (their bytes and
+    pixels) are held. Downstream stages fused with this one (the batching and
+    the model's forward pass) run while this DoFn yields. Two schedules:
+
+    - `overlap=True`: one background thread keeps decoding while the model
+      runs. For a model on a GPU, whose forward pass leaves the CPU free.
+    - `overlap=False`: decoding and the model take turns. Records are decoded
+      as they arrive, by `threads` threads, and nothing is emitted until
+      `ahead` are pending; then all of them are emitted, and the forward
+      passes they fill run with no decoding beside them. For a model on the
+      CPU: torch's threads already occupy every core and advance in lock-step,
+      so a background decoder can only preempt one of them, stalling the
+      whole forward pass; it then costs its full CPU time in wall time, and
+      taking turns costs that time divided by the threads (docs/throughput.md).
     """
 
     def __init__(self, size: int, max_pixels: int,
-                 decoder: Callable[..., tuple[np.ndarray, int, int]], ahead: int):
+                 decoder: Callable[..., tuple[np.ndarray, int, int]], ahead: int,
+                 overlap: bool = True, threads: int = 1):
         super().__init__(size, max_pixels, decoder)
         self._ahead = ahead
+        self._overlap = overlap
+        self._threads = threads
 
     def setup(self):
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="decode-ahead")
+        # Resolved on the worker: 0 = one thread per core of the machine that decodes.
+        threads = self._threads or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="decode-ahead")
 
     def start_bundle(self):
         self._pending = collections.deque()
@@ -212,8 +228,13 @@ class _DecodeAheadFn(_DecodeFn):
     def process(self, record: R.ImageRecord, timestamp=beam.DoFn.TimestampParam,
                 window=beam.DoFn.WindowParam):
         self._pending.append((self._pool.submit(self._decode, record), timestamp, window))
-        while self._pending and (len(self._pending) > self._ahead or self._pending[0][0].done()):
-            yield self._ready()
+        if self._overlap:
+            while self._pending and (len(self._pending) > self._ahead
+                                     or self._pending[0][0].done()):
+                yield self._ready()
+        elif len(self._pending) >= self._ahead:
+            while self._pending:
+                yield self._ready()
 
     def finish_bundle(self):
         while self._pending:
@@ -254,25 +275,30 @@ class DecodeImages(beam.PTransform):
         isolation: `none` (decode in the worker) or `subprocess`.
         timeout_s: per-image limit in `subprocess` mode (None: no limit).
         decoder: the decoding function (tests inject hanging/crashing ones).
-        ahead: with isolation `none`, decode in a background thread up to this
-            many records ahead of the model (0: decode inline).
+        ahead: with isolation `none`, decode in threads up to this many
+            records ahead of the model (0: decode inline, one by one).
+        overlap: with `ahead`, True decodes in one background thread while
+            the model runs (GPU); False decodes with `threads` threads in
+            turns with the model (CPU). See `_DecodeAheadFn`.
+        threads: decoding threads when not overlapping; 0 = one per core.
     """
 
     def __init__(self, size: int = 224, max_pixels: int = 89_478_485, isolation: str = "none",
                  timeout_s: float | None = None,
                  decoder: Callable[..., tuple[np.ndarray, int, int]] = decode_image,
-                 ahead: int = 0):
+                 ahead: int = 0, overlap: bool = True, threads: int = 0):
         super().__init__()
         if isolation not in ISOLATION_MODES:
             raise ValueError(f"decode isolation must be one of {ISOLATION_MODES}, "
                              f"got {isolation!r}")
-        if ahead < 0:
-            raise ValueError(f"decode ahead must be >= 0, got {ahead}")
-        # Decode-ahead overlaps decoding with the model in one worker. Under
+        if ahead < 0 or threads < 0:
+            raise ValueError(f"decode ahead and threads must be >= 0, got {ahead}, {threads}")
+        # Decode-ahead decodes in threads of the worker. Under
         # subprocess isolation Beam runs the DoFn element by element in another
         # process, so there it would only add a thread: decode inline instead.
         if ahead and isolation == "none":
-            self._fn = _DecodeAheadFn(size, max_pixels, decoder, ahead)
+            self._fn = _DecodeAheadFn(size, max_pixels, decoder, ahead, overlap,
+                                      1 if overlap else threads)
         else:
             self._fn = _DecodeFn(size, max_pixels, decoder)
         self._isolation = isolation

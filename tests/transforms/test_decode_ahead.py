@@ -1,4 +1,7 @@
-"""Decode-ahead: same outputs as inline decoding, in order, with a bounded window."""
+"""Decode-ahead: same outputs as inline decoding, in order, with a bounded window;
+overlapping the model (one background thread) or taking turns with it (parallel)."""
+
+import threading
 
 import apache_beam as beam
 import numpy as np
@@ -18,9 +21,9 @@ def _records(n: int) -> list[R.ImageRecord]:
     return out
 
 
-def _run(records, ahead):
+def _run(records, ahead, overlap=True):
     with beam.Pipeline() as p:
-        decoded = p | beam.Create(records) | DecodeImages(size=32, ahead=ahead)
+        decoded = p | beam.Create(records) | DecodeImages(size=32, ahead=ahead, overlap=overlap)
         images = decoded.images | "Images" >> beam.Map(
             lambda d: (d.record.record_id, d.width, d.height, d.pixels.tobytes()))
         errors = decoded.errors | "Errors" >> beam.Map(lambda e: (e["record_id"], e["reason"]))
@@ -36,15 +39,17 @@ def _run(records, ahead):
     return len(expected_images), len(expected_errors)
 
 
+@pytest.mark.parametrize("overlap", [True, False])
 @pytest.mark.parametrize("ahead", [0, 1, 4, 64])
-def test_decode_ahead_gives_the_inline_outputs(ahead):
-    images, errors = _run(_records(23), ahead)
+def test_decode_ahead_gives_the_inline_outputs(ahead, overlap):
+    images, errors = _run(_records(23), ahead, overlap)
     assert (images, errors) == (19, 4)
 
 
-def test_window_is_bounded_and_order_kept():
+@pytest.mark.parametrize("overlap", [True, False])
+def test_window_is_bounded_and_order_kept(overlap):
     held = []
-    fn = _DecodeAheadFn(32, 10**8, decode_image, ahead=3)
+    fn = _DecodeAheadFn(32, 10**8, decode_image, ahead=3, overlap=overlap, threads=2)
     fn.setup()
     fn.start_bundle()
     records = [r for i, r in enumerate(_records(20)) if i % 5 != 3]
@@ -59,6 +64,81 @@ def test_window_is_bounded_and_order_kept():
     assert all(isinstance(o.value.pixels, np.ndarray) for o in outputs)
 
 
-def test_negative_ahead_rejected():
+def test_negative_ahead_or_threads_rejected():
     with pytest.raises(ValueError, match="ahead"):
         DecodeImages(ahead=-1)
+    with pytest.raises(ValueError, match="threads"):
+        DecodeImages(ahead=4, threads=-1)
+
+
+def _drive(fn, records, on_output):
+    """Runs `fn` over `records` like a fused stage: `on_output` is the downstream
+    work (the forward pass) done while each output is handed on."""
+    window = beam.transforms.window.GlobalWindow()
+    fn.setup()
+    fn.start_bundle()
+    try:
+        for r in records:
+            for _ in fn.process(r, timestamp=0, window=window):
+                on_output()
+        for _ in fn.finish_bundle():
+            on_output()
+    finally:
+        fn.teardown()
+
+
+def _slow_decoder(active: list, lock: threading.Lock):
+    def decode(data, size, max_pixels):
+        with lock:
+            active[0] += 1
+        try:
+            threading.Event().wait(0.01)
+            return decode_image(data, size, max_pixels)
+        finally:
+            with lock:
+                active[0] -= 1
+    return decode
+
+
+def test_taking_turns_never_decodes_while_downstream_runs():
+    records = [r for i, r in enumerate(_records(20)) if i % 5 != 3]
+    active, lock, seen = [0], threading.Lock(), []
+
+    def downstream():
+        threading.Event().wait(0.02)  # a forward pass; a background decoder would run now
+        seen.append(active[0])
+
+    fn = _DecodeAheadFn(32, 10**8, _slow_decoder(active, lock), ahead=4, overlap=False,
+                        threads=2)
+    _drive(fn, records, downstream)
+    assert len(seen) == len(records)
+    assert max(seen) == 0
+
+
+def test_overlap_decodes_while_downstream_runs():
+    """The contrast to the test above: with overlap the decoder runs beside downstream."""
+    records = [r for i, r in enumerate(_records(20)) if i % 5 != 3]
+    active, lock, seen = [0], threading.Lock(), []
+
+    def downstream():
+        threading.Event().wait(0.02)
+        seen.append(active[0])
+
+    fn = _DecodeAheadFn(32, 10**8, _slow_decoder(active, lock), ahead=4, overlap=True)
+    _drive(fn, records, downstream)
+    assert max(seen) == 1
+
+
+def test_taking_turns_decodes_with_several_threads():
+    """Two decodes must be in flight at once, or the barrier times out."""
+    barrier = threading.Barrier(2, timeout=10)
+
+    def decoder(data, size, max_pixels):
+        barrier.wait()
+        return decode_image(data, size, max_pixels)
+
+    records = [r for i, r in enumerate(_records(10)) if i % 5 != 3]
+    fn = _DecodeAheadFn(32, 10**8, decoder, ahead=4, overlap=False, threads=2)
+    outputs = []
+    _drive(fn, records, lambda: outputs.append(1))
+    assert len(outputs) == len(records)
