@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import io
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,7 @@ _FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"avif": "AVI
                 b"msf1": "HEIF"}
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+_OPEN_LOCK = threading.Lock()  # see decode_image
 
 
 class DecodeError(Exception):
@@ -121,27 +123,30 @@ def decode_image(data: bytes, size: int = 224, max_pixels: int = 89_478_485
         raise DecodeError(R.UNSUPPORTED_FORMAT, f"{unsupported} images are not decoded")
     Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own check at open() then uses our cap
     try:
-        with warnings.catch_warnings():
+        # Pillow checks the pixel count in open(). The warning filter is
+        # process-wide state and several threads decode at once: only one of
+        # them may swap it at a time, and only around open().
+        with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
                 img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             except UnidentifiedImageError:
                 raise DecodeError(R.UNIDENTIFIED, "not an image in an allowed format "
                                   f"({', '.join(ALLOWED_FORMATS)})") from None
-            w, h = img.size
-            if w <= 0 or h <= 0 or w * h > max_pixels:
-                raise DecodeError(R.TOO_LARGE, f"{w}x{h} exceeds the cap of {max_pixels} pixels")
-            if img.format == "JPEG":
-                img.draft("RGB" if img.mode == "RGB" else None, (size, size))
-            img.load()
-            try:
-                orientation = img.getexif().get(0x0112, 1)
-                img = ImageOps.exif_transpose(img)
-                if orientation in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
-                    w, h = h, w
-            except Exception:  # noqa: BLE001 - malformed EXIF: keep pixels as stored
-                counter("exif_unreadable").inc()
-            pixels = np.asarray(_resize_and_crop(_to_rgb(img), size), dtype=np.uint8)
+        w, h = img.size
+        if w <= 0 or h <= 0 or w * h > max_pixels:
+            raise DecodeError(R.TOO_LARGE, f"{w}x{h} exceeds the cap of {max_pixels} pixels")
+        if img.format == "JPEG":
+            img.draft("RGB" if img.mode == "RGB" else None, (size, size))
+        img.load()
+        try:
+            orientation = img.getexif().get(0x0112, 1)
+            img = ImageOps.exif_transpose(img)
+            if orientation in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
+                w, h = h, w
+        except Exception:  # noqa: BLE001 - malformed EXIF: keep pixels as stored
+            counter("exif_unreadable").inc()
+        pixels = np.asarray(_resize_and_crop(_to_rgb(img), size), dtype=np.uint8)
     except DecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

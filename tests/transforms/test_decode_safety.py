@@ -91,3 +91,32 @@ def test_mutated_bytes_give_rgb_or_typed_error(data):
         return
     assert isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8
     assert pixels.shape == (SIZE, SIZE, 3) and w > 0 and h > 0
+
+
+def test_decoding_in_threads_leaves_the_warning_filters_as_they_were():
+    """Decoding threads (decode_overlap false) swap the process-wide warning
+    filter around open(); unserialised, an exit restores another thread's
+    filter and leaves it behind for good."""
+    import sys
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    small = hc.encode(Image.new("RGB", (8, 8)), "PNG")
+    over_cap = hc.encode(Image.new("RGB", (40, 40)), "PNG")  # cap 1000 < 1600 < 2x the cap
+
+    def decode(i):
+        try:
+            decode_image(over_cap if i % 2 else small, 8, max_pixels=1000)
+            return "ok"
+        except DecodeError as exc:
+            return exc.reason
+
+    before, interval = list(warnings.filters), sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, inside the window too
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            reasons = list(pool.map(decode, range(4000)))
+    finally:
+        sys.setswitchinterval(interval)
+    assert warnings.filters == before
+    assert reasons == ["ok", R.TOO_LARGE] * 2000
