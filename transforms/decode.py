@@ -27,6 +27,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -238,10 +239,16 @@ class _DecodeAheadFn(_DecodeFn):
                                      or self._pending[0][0].done()):
                 yield self._ready()
         elif len(self._pending) >= self._ahead:
-            while self._pending:
-                yield self._ready()
+            yield from self._drain()
 
     def finish_bundle(self):
+        yield from self._drain()
+
+    def _drain(self):
+        """Every pending output. Taking turns, all of them are decoded before the
+        first is handed on: the forward pass it may start must run alone."""
+        if not self._overlap:
+            futures.wait([future for future, _, _ in self._pending])
         while self._pending:
             yield self._ready()
 
