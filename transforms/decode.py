@@ -210,9 +210,9 @@ class _DecodeAheadFn(_DecodeFn):
       `ahead` are pending; then all of them are emitted, and the forward
       passes they fill run with no decoding beside them. For a model on the
       CPU: torch's threads already occupy every core and advance in lock-step,
-      so a background decoder can only preempt one of them, stalling the
-      whole forward pass; it then costs its full CPU time in wall time, and
-      taking turns costs that time divided by the threads (docs/throughput.md).
+      so a background decoder can only preempt one of them and stall the
+      whole forward pass, while taking turns spreads decoding over every core
+      (a few percent faster on 2 cores: docs/throughput.md).
     """
 
     def __init__(self, size: int, max_pixels: int,
