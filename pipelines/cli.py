@@ -104,7 +104,12 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
         lines.append(f"  manifest: kept {g['kept']}, dropped {g['dropped']} (exact_copy "
                      f"{g['dropped_exact_copy']}, duplicate {g['dropped_duplicate']}, "
                      f"near_duplicate {g['dropped_near_duplicate']}) in {g['groups']} groups")
-    lines.append(f"  took {summary['timings']['total_seconds']:.1f} s")
+    t = summary["timings"]
+    took = f"  took {t['total_seconds']:.1f} s"
+    if t.get("inference_seconds") is not None:
+        took += (f" (embed stage {t['embed_seconds']:.1f} s, of which the model "
+                 f"{t['inference_seconds']:.1f} s, summed over workers)")
+    lines.append(took)
     print("\n".join(lines), file=out)
 
 

@@ -18,6 +18,7 @@ import time
 
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines import checks, embed_pipeline, mine_pipeline
@@ -25,7 +26,7 @@ from pipelines.config import Config
 from pipelines.run_folder import RunFolder, read_table
 from pipelines.stand_in import is_stand_in
 from transforms import schemas
-from transforms.embed import KNOWN_DIMS, is_remote, local_model_dim
+from transforms.embed import INFERENCE_NAMESPACE, KNOWN_DIMS, is_remote, local_model_dim
 
 log = logging.getLogger("clipdedup")
 
@@ -67,9 +68,23 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     return options
 
 
-def _run(pipeline) -> None:
+def _run(pipeline):
     result = pipeline.run()
     result.wait_until_finish()
+    return result
+
+
+def _inference_seconds(result) -> float | None:
+    """Seconds the model spent in forward passes, summed over workers (Beam's
+    RunInference batch latencies); None where the runner reports no metrics."""
+    try:
+        query = result.metrics().query(MetricsFilter().with_namespace(INFERENCE_NAMESPACE))
+    except Exception:  # noqa: BLE001 - metrics are optional on some runners
+        return None
+    latencies = [d.committed or d.attempted for d in query["distributions"]
+                 if d.key.metric.name.endswith("inference_batch_latency_micro_secs")]
+    latencies = [d for d in latencies if d is not None]
+    return round(sum(d.sum for d in latencies) / 1e6, 3) if latencies else None
 
 
 def _ids(table: pa.Table, column: str) -> pa.Array:
@@ -84,8 +99,9 @@ def _embed(config: Config, folder: RunFolder, options: PipelineOptions, summary:
         log.warning("MODEL IS A STAND-IN: %s has random weights, not the real clip-ViT-B-32; "
                     "its duplicate tables are not meaningful for real data", model.name)
     started = time.monotonic()
-    _run(embed_pipeline.build_pipeline(config, folder.staging, model.dim, options))
+    result = _run(embed_pipeline.build_pipeline(config, folder.staging, model.dim, options))
     summary["timings"]["embed_seconds"] = round(time.monotonic() - started, 3)
+    summary["timings"]["inference_seconds"] = _inference_seconds(result)
 
     for table, schema in ((embed_pipeline.ERRORS, schemas.ERRORS_SCHEMA),
                           (embed_pipeline.SHARDS, schemas.SHARDS_SCHEMA),

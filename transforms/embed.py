@@ -34,6 +34,9 @@ from transforms.metrics import Progress, counter
 
 log = logging.getLogger(__name__)
 
+# Beam's RunInference metrics (batch sizes and latencies) for our model land here.
+INFERENCE_NAMESPACE = "clipdedup_inference"
+
 # Vector sizes of well-known models, so a launcher need not download a model
 # to learn the width of the embeddings table.
 KNOWN_DIMS = {"clip-ViT-B-32": 512, "clip-ViT-B-16": 512, "clip-ViT-L-14": 768,
@@ -151,7 +154,7 @@ class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any])
         return {"min_batch_size": self._batch_size, "max_batch_size": self._batch_size}
 
     def get_metrics_namespace(self) -> str:
-        return "clipdedup_inference"
+        return INFERENCE_NAMESPACE
 
     def share_model_across_processes(self) -> bool:
         return self._share_across_processes

@@ -121,3 +121,10 @@ def test_error_budget_fails_the_run_and_publishes_nothing(dataset, tiny_model, t
         run(["embed", *_inputs(dataset), "--model", tiny_model, "--output", str(tmp_path),
              "--run-id", "r", "--max-error-fraction", "0.05", "-q"])
     assert not (tmp_path / "r").exists()
+
+
+def test_summary_reports_the_models_own_time(published):
+    """inference_seconds: Beam's RunInference batch latencies, summed; on the
+    local runner (one worker) a part of the embed stage's wall time."""
+    t = json.loads((published / "summary.json").read_text())["timings"]
+    assert 0 < t["inference_seconds"] < t["embed_seconds"]
