@@ -28,7 +28,6 @@ import threading
 import warnings
 from collections.abc import Callable
 from concurrent import futures
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -206,7 +205,7 @@ class _DecodeAheadFn(_DecodeFn):
     - `overlap=True`: one background thread keeps decoding while the model
       runs. For a model on a GPU, whose forward pass leaves the CPU free.
     - `overlap=False`: decoding and the model take turns. Records are decoded
-      as they arrive, by `threads` threads, and nothing is emitted until
+      as they arrive, by `threads` threads (0: one per core), and nothing is emitted until
       `ahead` are pending; then all of them are emitted, and the forward
       passes they fill run with no decoding beside them. For a model on the
       CPU: torch's threads already occupy every core and advance in lock-step,
@@ -217,7 +216,7 @@ class _DecodeAheadFn(_DecodeFn):
 
     def __init__(self, size: int, max_pixels: int,
                  decoder: Callable[..., tuple[np.ndarray, int, int]], ahead: int,
-                 overlap: bool = True, threads: int = 1):
+                 overlap: bool = True, threads: int = 0):
         super().__init__(size, max_pixels, decoder)
         self._ahead = ahead
         self._overlap = overlap
@@ -225,8 +224,8 @@ class _DecodeAheadFn(_DecodeFn):
 
     def setup(self):
         # Resolved on the worker: 0 = one thread per core of the machine that decodes.
-        threads = self._threads or os.cpu_count() or 1
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="decode-ahead")
+        threads = 1 if self._overlap else self._threads or os.cpu_count() or 1
+        self._pool = futures.ThreadPoolExecutor(threads, thread_name_prefix="decode-ahead")
 
     def start_bundle(self):
         self._pending = collections.deque()
@@ -309,8 +308,7 @@ class DecodeImages(beam.PTransform):
         # subprocess isolation Beam runs the DoFn element by element in another
         # process, so there it would only add a thread: decode inline instead.
         if ahead and isolation == "none":
-            self._fn = _DecodeAheadFn(size, max_pixels, decoder, ahead, overlap,
-                                      1 if overlap else threads)
+            self._fn = _DecodeAheadFn(size, max_pixels, decoder, ahead, overlap, threads)
         else:
             self._fn = _DecodeFn(size, max_pixels, decoder)
         self._isolation = isolation
