@@ -120,10 +120,10 @@ def child(contender: str) -> dict:
         if contender == "torch fp32":
             from sentence_transformers import SentenceTransformer
 
-            from transforms import backends
+            from transforms import backends, clip_tower
 
             clip = backends.clip_parts(SentenceTransformer(BASE_MODEL, device="cpu"))[0]
-            tower = backends._vision_tower(clip)
+            tower = clip_tower.image_tower(clip, 224, rewrite=False)
             pixels = torch.from_numpy(rng.standard_normal((16, 3, 224, 224), dtype=np.float32))
             result["forward"] = _timed(lambda: tower(pixels), seconds=6.0)
     return result

@@ -8,14 +8,16 @@ instead of converting back to PIL and calling `SentenceTransformer.encode`
 the model forward as almost the whole cost of embedding.
 
 `load_encoder(st_model, backend, device)` returns an `ImageEncoder`:
-uint8 [B, S, S, 3] -> L2-normalised float32 [B, D]. Backends:
+uint8 [B, S, S, 3] -> L2-normalised float32 [B, D]. Every backend runs the
+image tower of `transforms.clip_tower` (transformers' forward with two exact
+rewrites that leave out work the image vector does not need). Backends:
 
-- `torch` (default): the model as loaded, fp32 on CPU; on `device: cuda` the
+- `torch` (default): the image tower in fp32 on CPU; on `device: cuda` the
   forward runs under fp16 autocast (pixels are sent as uint8 and normalised on
   the GPU, so decode and host->device copies stay small).
 - `torch-int8`: `torch.ao.quantization.quantize_dynamic` of every
   `nn.Linear` (weights int8, activations quantised per batch). CPU only.
-- `onnx-int8`: the vision tower exported with `torch.onnx`, its MatMuls
+- `onnx-int8`: the image tower exported with `torch.onnx`, its MatMuls
   quantised with ONNX Runtime's dynamic quantisation; needs `onnxruntime` and
   `onnx`. CPU only.
 
@@ -36,6 +38,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from transforms import clip_tower
 
 log = logging.getLogger(__name__)
 
@@ -144,41 +148,20 @@ def clip_parts(st_model) -> tuple[Any, list[float], list[float], int] | None:
     return clip, list(processor.image_mean), list(processor.image_std), int(size)
 
 
-def _image_features(clip):
-    def forward(pixel_values):
-        out = clip.get_image_features(pixel_values=pixel_values)
-        return getattr(out, "pooler_output", out)
-    return forward
-
-
-def _vision_tower(clip):
-    """`clip.get_image_features` as an `nn.Module`, for quantisation and export."""
+def _torch_int8(tower):
     import torch
 
-    class VisionTower(torch.nn.Module):
-        def __init__(self, clip):
-            super().__init__()
-            self.clip = clip
-
-        def forward(self, pixel_values):
-            return _image_features(self.clip)(pixel_values)
-
-    return VisionTower(clip).eval()
-
-
-def _torch_int8(clip):
-    import torch
-
-    tower = _vision_tower(clip)
     return torch.ao.quantization.quantize_dynamic(tower, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def weights_fingerprint(clip, size: int) -> str:
-    """A short hash of what the `onnx-int8` export depends on: the vision
-    tower's and projection's weights, the input size and the recipe."""
+def weights_fingerprint(tower, size: int) -> str:
+    """A short hash of what the `onnx-int8` export of `tower` (from
+    `clip_tower.image_tower`) depends on: the vision tower's and projection's
+    weights, whether the tower is rewritten, the input size and the recipe."""
     import torch
 
-    digest = hashlib.sha256(f"{ONNX_INT8_FILE}:{size}".encode())
+    clip = tower.clip
+    digest = hashlib.sha256(f"{ONNX_INT8_FILE}:{size}:{tower.rewritten}".encode())
     for module in (clip.vision_model, clip.visual_projection):
         for name, tensor in sorted(module.state_dict().items()):
             tensor = tensor.detach().cpu().contiguous()
@@ -204,8 +187,8 @@ def _exclusive(lock_path: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _export_int8(clip, size: int, int8_path: str) -> None:
-    """Exports the vision tower to ONNX and quantises it into `int8_path`
+def _export_int8(tower, size: int, int8_path: str) -> None:
+    """Exports the image tower to ONNX and quantises it into `int8_path`
     (written under a temporary name, then renamed: never seen half-written)."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -213,7 +196,7 @@ def _export_int8(clip, size: int, int8_path: str) -> None:
     folder = os.path.dirname(int8_path)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as scratch:
         fp32, partial = os.path.join(scratch, "vision_fp32.onnx"), os.path.join(scratch, "int8.onnx")
-        torch.onnx.export(_vision_tower(clip), (torch.zeros(2, 3, size, size),), fp32,
+        torch.onnx.export(tower, (torch.zeros(2, 3, size, size),), fp32,
                           input_names=["pixel_values"], output_names=["embeddings"],
                           dynamic_axes={"pixel_values": {0: "batch"}, "embeddings": {0: "batch"}},
                           opset_version=17, dynamo=False)
@@ -225,17 +208,17 @@ def _export_int8(clip, size: int, int8_path: str) -> None:
         os.replace(partial, int8_path)
 
 
-def onnx_cache_dir(clip, size: int) -> str:
+def onnx_cache_dir(tower, size: int) -> str:
     """Where `onnx-int8` keeps a model's export by default: one folder per
     weights fingerprint under the system temp dir, shared by every worker
     process of the machine that runs as the same user."""
     user = str(os.getuid()) if hasattr(os, "getuid") else "user"
     return os.path.join(tempfile.gettempdir(), f"clipdedup-onnx-{user}",
-                        weights_fingerprint(clip, size))
+                        weights_fingerprint(tower, size))
 
 
-def _onnx_int8(clip, size: int, cache_dir: str | None = None):
-    """An ONNX Runtime session of the int8 vision tower. The export (8 s and
+def _onnx_int8(tower, size: int, cache_dir: str | None = None):
+    """An ONNX Runtime session of the int8 image tower. The export (8 s and
     about 1 GiB extra for ViT-B/32 on a 2-core machine) runs once per cache
     folder: concurrent loads wait for the first one and reuse its file."""
     import torch
@@ -244,7 +227,7 @@ def _onnx_int8(clip, size: int, cache_dir: str | None = None):
     except ImportError as exc:
         raise RuntimeError("backend onnx-int8 needs `pip install onnxruntime onnx`") from exc
 
-    folder = cache_dir or onnx_cache_dir(clip, size)
+    folder = cache_dir or onnx_cache_dir(tower, size)
     os.makedirs(folder, exist_ok=True)
     int8 = os.path.join(folder, ONNX_INT8_FILE)
     with _exclusive(os.path.join(folder, ".lock")):
@@ -252,7 +235,7 @@ def _onnx_int8(clip, size: int, cache_dir: str | None = None):
             log.info("onnx-int8: reusing %s", int8)
         else:
             log.info("onnx-int8: exporting and quantising the vision tower into %s", folder)
-            _export_int8(clip, size, int8)
+            _export_int8(tower, size, int8)
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(int8, options, providers=["CPUExecutionProvider"])
@@ -260,7 +243,7 @@ def _onnx_int8(clip, size: int, cache_dir: str | None = None):
 
 
 def load_encoder(st_model, backend: str = TORCH, device: str = "cpu",
-                 cache_dir: str | None = None) -> ImageEncoder | None:
+                 cache_dir: str | None = None, rewrite: bool = True) -> ImageEncoder | None:
     """The `ImageEncoder` for a loaded SentenceTransformer, or None if it is not
     a plain CLIP (then the caller falls back to `SentenceTransformer.encode`).
 
@@ -270,6 +253,9 @@ def load_encoder(st_model, backend: str = TORCH, device: str = "cpu",
         device: `cpu` or `cuda[:N]`.
         cache_dir: where `onnx-int8` keeps its export; None = `onnx_cache_dir`
             (per weights fingerprint under the system temp dir).
+        rewrite: run the rewritten image tower (`clip_tower`: same vectors, less
+            work; folds quick_gelu into `st_model`'s vision MLPs in place);
+            False runs transformers' stock forward.
     """
     validate(backend, device)
     parts = clip_parts(st_model)
@@ -279,9 +265,10 @@ def load_encoder(st_model, backend: str = TORCH, device: str = "cpu",
         return None
     clip, mean, std, size = parts
     clip.eval()
+    tower = clip_tower.image_tower(clip, size, rewrite)
     if backend == TORCH_INT8:
-        return ImageEncoder(_torch_int8(clip), mean, std)
+        return ImageEncoder(_torch_int8(tower), mean, std)
     if backend == ONNX_INT8:
-        return ImageEncoder(_onnx_int8(clip, size, cache_dir), mean, std, as_numpy=True)
+        return ImageEncoder(_onnx_int8(tower, size, cache_dir), mean, std, as_numpy=True)
     on_cuda = device.startswith("cuda")
-    return ImageEncoder(_image_features(clip), mean, std, device, autocast_fp16=on_cuda)
+    return ImageEncoder(tower, mean, std, device, autocast_fp16=on_cuda)

@@ -56,10 +56,10 @@ def test_torch_int8_is_quantised_and_close(st_model):
 
 def test_cuda_path_plumbing_on_cpu(st_model):
     """The CUDA code path (uint8 to device, autocast) run with device=cpu."""
-    _, mean, std, _ = backends.clip_parts(st_model)
-    clip = st_model[0].model
-    encoder = backends.ImageEncoder(backends._image_features(clip), mean, std, "cpu",
-                                    autocast_fp16=True)
+    from transforms.clip_tower import image_tower
+
+    clip, mean, std, size = backends.clip_parts(st_model)
+    encoder = backends.ImageEncoder(image_tower(clip, size), mean, std, "cpu", autocast_fp16=True)
     pixels = _pixels(2, seed=30)
     out = encoder(pixels)  # CPU autocast with fp16: runs, returns float32 unit vectors
     assert out.dtype == np.float32
@@ -139,8 +139,11 @@ def test_onnx_int8_default_cache_is_keyed_by_weights_and_exported_once(
 
     pytest.importorskip("onnxruntime")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    from transforms.clip_tower import image_tower
+
     clip, _, _, size = backends.clip_parts(st_model)
-    folder = backends.onnx_cache_dir(clip, size)
+    tower = image_tower(clip, size)
+    folder = backends.onnx_cache_dir(tower, size)
     assert folder.startswith(str(tmp_path))
     for _ in range(2):
         backends.load_encoder(st_model, backends.ONNX_INT8)
@@ -148,22 +151,27 @@ def test_onnx_int8_default_cache_is_keyed_by_weights_and_exported_once(
     (user_dir,) = tmp_path.glob("clipdedup-onnx-*")
     assert [p.name for p in user_dir.iterdir()] == [folder.rsplit("/", 1)[1]]
 
-    other = copy.deepcopy(clip)
+    other = copy.deepcopy(tower)
     with torch.no_grad():
-        other.visual_projection.weight[0, 0] += 1.0
-    assert backends.weights_fingerprint(other, size) != backends.weights_fingerprint(clip, size)
-    assert backends.weights_fingerprint(copy.deepcopy(clip), size) == \
-        backends.weights_fingerprint(clip, size)
+        other.clip.visual_projection.weight[0, 0] += 1.0
+    assert backends.weights_fingerprint(other, size) != backends.weights_fingerprint(tower, size)
+    assert backends.weights_fingerprint(copy.deepcopy(tower), size) == \
+        backends.weights_fingerprint(tower, size)
+    stock = image_tower(clip, size, rewrite=False)
+    assert backends.weights_fingerprint(stock, size) != backends.weights_fingerprint(tower, size)
 
 
 def test_onnx_int8_concurrent_loads_export_once(st_model, tmp_path, counted_exports):
     from concurrent.futures import ThreadPoolExecutor
 
     pytest.importorskip("onnxruntime")
+    from transforms.clip_tower import image_tower
+
     clip, _, _, size = backends.clip_parts(st_model)
+    tower = image_tower(clip, size)
     pixels = backends.load_encoder(st_model).normalise(_pixels(2, seed=50)).numpy()
     with ThreadPoolExecutor(3) as pool:
-        forwards = list(pool.map(lambda _: backends._onnx_int8(clip, size, str(tmp_path)), range(3)))
+        forwards = list(pool.map(lambda _: backends._onnx_int8(tower, size, str(tmp_path)), range(3)))
     assert len(counted_exports) == 1
     outputs = [forward(pixels) for forward in forwards]
     for out in outputs[1:]:
