@@ -29,6 +29,7 @@ from apache_beam.ml.inference.base import (
     RunInference,
 )
 
+from transforms import allocator
 from transforms import records as R
 from transforms.metrics import Progress, counter
 
@@ -126,6 +127,8 @@ class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any])
         if self._num_threads:
             import torch
             torch.set_num_threads(self._num_threads)
+        if not self._device.startswith("cuda"):
+            allocator.keep_freed_memory()  # activations reused, not re-faulted, per batch
         path = self._model
         if is_remote(path):
             path = copy_model_to_local(path, tempfile.mkdtemp(prefix="clipdedup-model-"))
