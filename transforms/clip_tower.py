@@ -15,7 +15,8 @@
 
 Folding rewrites the vision MLPs in place and keeps each module's output
 (`mlp(x)` is unchanged up to float rounding, checked layer by layer on a
-probe; a layer that disagrees is put back). So `SentenceTransformer.encode`
+probe; a layer that disagrees is put back). The weights are scaled where
+they lie, so the model takes no extra memory. So `SentenceTransformer.encode`
 on the same model still gives the same vectors. Every backend runs this
 module: torch directly, torch-int8 after quantising its Linear layers,
 onnx-int8 as its ONNX export. `image_tower` checks the module against the
@@ -50,6 +51,16 @@ def _is_quick_gelu(activation) -> bool:
         return bool(torch.allclose(activation(x), x * torch.sigmoid(QUICK_GELU * x), atol=1e-6))
 
 
+def _scale_mlp(mlp, factor: float) -> None:
+    """fc1 (weight and bias) times `factor`, fc2's weight divided by it."""
+    import torch
+
+    with torch.no_grad():
+        mlp.fc1.weight.mul_(factor)
+        mlp.fc1.bias.mul_(factor)
+        mlp.fc2.weight.div_(factor)
+
+
 def fold_quick_gelu(clip) -> int:
     """Rewrites every vision MLP whose activation is quick_gelu as
     fc1' -> SiLU -> fc2' (see the module docstring); returns how many were
@@ -61,21 +72,19 @@ def fold_quick_gelu(clip) -> int:
         mlp = layer.mlp
         if not _is_quick_gelu(mlp.activation_fn):
             continue
-        fc1, fc2 = mlp.fc1, mlp.fc2
-        probe = torch.randn(4, fc1.in_features, generator=torch.Generator().manual_seed(0))
-        probe = probe.to(fc1.weight.device, fc1.weight.dtype)
-        old = (fc1.weight, fc1.bias, fc2.weight, mlp.activation_fn)
+        weight = mlp.fc1.weight
+        probe = torch.randn(4, weight.shape[1], generator=torch.Generator().manual_seed(0))
+        probe = probe.to(weight.device, weight.dtype)
+        activation = mlp.activation_fn
         with torch.inference_mode():
             expected = mlp(probe)
-        with torch.no_grad():
-            fc1.weight = torch.nn.Parameter(old[0] * QUICK_GELU, requires_grad=False)
-            fc1.bias = torch.nn.Parameter(old[1] * QUICK_GELU, requires_grad=False)
-            fc2.weight = torch.nn.Parameter(old[2] / QUICK_GELU, requires_grad=False)
+        _scale_mlp(mlp, QUICK_GELU)  # in place: no second copy of the weights
         mlp.activation_fn = torch.nn.SiLU()
         with torch.inference_mode():
             got = mlp(probe)
         if not torch.allclose(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max())):
-            fc1.weight, fc1.bias, fc2.weight, mlp.activation_fn = old
+            _scale_mlp(mlp, 1 / QUICK_GELU)  # back as loaded, to within float rounding
+            mlp.activation_fn = activation
             log.warning("quick_gelu fold disagreed on a probe; that MLP is left as loaded")
             continue
         folded += 1

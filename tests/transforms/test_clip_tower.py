@@ -51,9 +51,11 @@ def test_rewritten_tower_equals_stock_forward(hidden_act, folds):
                                    rtol=1e-4, atol=1e-5)
 
 
-def test_fold_is_idempotent():
+def test_fold_is_in_place_and_idempotent():
     clip = _clip()
+    weights = [p.data_ptr() for p in clip.vision_model.parameters()]
     assert clip_tower.fold_quick_gelu(clip) == 3
+    assert [p.data_ptr() for p in clip.vision_model.parameters()] == weights  # no second copy
     x = _pixels(2)
     with torch.inference_mode():
         before = clip_tower.stock_image_features(clip, x)
