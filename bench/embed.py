@@ -426,6 +426,7 @@ def interleaved(args, mixed: str, fixed_data: str, common: dict) -> None:
         _steady(inmem, fixed)
         _steady(thread, fixed)
         rows.append({"int8/fp32": int8["ips"] / own["ips"],
+                     "int8/(a)": int8["ips"] / fwd["ips"],
                      "tower/stock forward": own["ips"] / fwd["ips"],
                      "(c) in-memory/(a)": inmem["steady_ips"] / fwd["ips"],
                      "(c) in-memory/(a')": inmem["steady_ips"] / own["ips"],
@@ -441,6 +442,7 @@ def interleaved(args, mixed: str, fixed_data: str, common: dict) -> None:
               f"background thread {thread['steady_ips']:.2f} / {thread['ips']:.2f}, "
               f"2 processes {multi['steady_ips']:.2f} / {multi['ips']:.2f}", flush=True)
     targets = {"int8/fp32": "target >= 2 (both the rewritten tower)",
+               "int8/(a)": "(onnx-int8 against transformers' fp32 forward)",
                "tower/stock forward": "(a') clipdedup's tower / (a) transformers' forward",
                "(c) in-memory/(a)": "target >= 0.9",
                "(c) in-memory/(a')": "(against clipdedup's own tower: the pipeline's cost)",
