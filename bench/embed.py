@@ -189,6 +189,11 @@ def _threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+def _random_pixels(batch: int) -> np.ndarray:
+    """A fixed batch of random uint8 [batch, 224, 224, 3] pixels."""
+    return np.random.default_rng(0).integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8)
+
+
 def measure_forward(args) -> dict:
     """(a): the model alone on normalised tensors, batch by batch."""
     import torch
@@ -204,9 +209,7 @@ def measure_forward(args) -> dict:
     st = SentenceTransformer(args.model, device="cpu")
     # onnx-int8: exported once, cached.
     encoder = backends.load_encoder(st, args.backend, "cpu", rewrite=rewrite)
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, (args.batch, 224, 224, 3), dtype=np.uint8)
-    x = encoder.normalise(pixels)
+    x = encoder.normalise(_random_pixels(args.batch))
     feed = x.numpy() if encoder._as_numpy else x
     with torch.inference_mode():
         encoder._forward(feed)  # warm-up (allocations, ORT graph)
@@ -231,21 +234,20 @@ def measure_tower_ab(args) -> dict:
     encoders = {tower: backends.load_encoder(SentenceTransformer(args.model, device="cpu"),
                                              rewrite=tower == "rewritten")
                 for tower in ("stock", "rewritten")}
-    rng = np.random.default_rng(0)
-    x = encoders["stock"].normalise(rng.integers(0, 256, (args.batch, 224, 224, 3), dtype=np.uint8))
+    x = encoders["stock"].normalise(_random_pixels(args.batch))
     seconds = dict.fromkeys(encoders, 0.0)
     with torch.inference_mode():
         for encoder in encoders.values():
             encoder._forward(x)  # warm-up
-        n = 0
+        n, cpu = 0, _cpu()
         while n < args.images:
             for tower, encoder in encoders.items():
                 started = time.perf_counter()
                 encoder._forward(x)
                 seconds[tower] += time.perf_counter() - started
             n += args.batch
-    return {"images": n, "seconds": seconds["stock"] + seconds["rewritten"], "cpu_seconds": 0.0,
-            "speedup": seconds["stock"] / seconds["rewritten"]}
+    return {"images": n, "seconds": seconds["stock"] + seconds["rewritten"],
+            "cpu_seconds": _cpu() - cpu, "speedup": seconds["stock"] / seconds["rewritten"]}
 
 
 def measure_reference(args) -> dict:

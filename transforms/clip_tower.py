@@ -51,6 +51,14 @@ def _is_quick_gelu(activation) -> bool:
         return bool(torch.allclose(activation(x), x * torch.sigmoid(QUICK_GELU * x), atol=1e-6))
 
 
+def _probe(shape: tuple[int, ...], like):
+    """A fixed random input on `like`'s device and dtype, to compare forwards on."""
+    import torch
+
+    probe = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    return probe.to(like.device, like.dtype)
+
+
 def _scale_mlp(mlp, factor: float) -> None:
     """fc1 (weight and bias) times `factor`, fc2's weight divided by it."""
     import torch
@@ -72,9 +80,7 @@ def fold_quick_gelu(clip) -> int:
         mlp = layer.mlp
         if not _is_quick_gelu(mlp.activation_fn):
             continue
-        weight = mlp.fc1.weight
-        probe = torch.randn(4, weight.shape[1], generator=torch.Generator().manual_seed(0))
-        probe = probe.to(weight.device, weight.dtype)
+        probe = _probe((4, mlp.fc1.weight.shape[1]), like=mlp.fc1.weight)
         activation = mlp.activation_fn
         with torch.inference_mode():
             expected = mlp(probe)
@@ -147,9 +153,7 @@ def image_tower(clip, size: int, rewrite: bool = True) -> Any:
 
     if not rewrite:
         return _make_tower(clip, rewritten=False)
-    weight = clip.visual_projection.weight
-    probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-    probe = probe.to(weight.device, weight.dtype)
+    probe = _probe((2, 3, size, size), like=clip.visual_projection.weight)
     with torch.inference_mode():
         expected = stock_image_features(clip, probe)
     fold_quick_gelu(clip)
