@@ -342,6 +342,10 @@ def clean(output: str, run_id: str | None = None, force: bool = False) -> list[s
     lines = []
     for prefix in (STAGING_PREFIX, TRASH_PREFIX):
         for folder in _folders(output, prefix):
+            name = folder.rstrip("/").rsplit("/", 1)[-1]
+            if run_id is not None and name != staging_name(run_id) and not name.startswith(
+                    trash_name(run_id, "")):
+                continue
             marker = _read_json(FileSystems.join(folder, MARKER))
             if marker is None or not isinstance(marker.get("run_id"), str):
                 lines.append(f"left alone {folder}: no {MARKER}, not made by clipdedup")

@@ -318,6 +318,7 @@ class RunLock:
         if alive:
             return (f"run id {self.run_id} is in use: locked by {who}; wait for that run to "
                     "end or choose another --run-id")
-        return (f"run id {self.run_id} is locked by {who}; if that run is no longer running "
-                f"the lock is stale: remove it with `clipdedup clean --output {self.output} "
-                f"--run-id {self.run_id} --force`")
+        return (f"run id {self.run_id} is locked by {who}; the lock is possibly stale (it "
+                "cannot be checked from this host): if that run is no longer running, remove "
+                f"it with `clipdedup clean --output {self.output} --run-id {self.run_id} "
+                "--force`")
