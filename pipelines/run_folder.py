@@ -30,8 +30,16 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.run_lock import LockHeldError, RunLock
-from pipelines.run_names import (LOCK_PREFIX, MARKER, STAGING_PREFIX, SUCCESS, TRASH_PREFIX,
-                                 staging_name, trash_name, validate_run_id)
+from pipelines.run_names import (
+    LOCK_PREFIX,
+    MARKER,
+    STAGING_PREFIX,
+    SUCCESS,
+    TRASH_PREFIX,
+    staging_name,
+    trash_name,
+    validate_run_id,
+)
 
 SUMMARY = "summary.json"
 
