@@ -60,9 +60,8 @@ def _is_local(path: str) -> bool:
 
 def part_files(folder: str) -> list[str]:
     """Parquet part files directly inside `folder` (Beam temp folders excluded), sorted."""
+    # No exists() check first: on object stores a folder is only a prefix, never "exists".
     pattern = FileSystems.join(folder, "*.parquet")
-    if not FileSystems.exists(folder):
-        return []
     return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 
 
@@ -90,7 +89,12 @@ def _write(path: str, data: dict) -> None:
 
 
 def _read_json(path: str) -> dict | None:
-    if not FileSystems.exists(path):
+    """A small JSON object of ours, or None (missing, not JSON, or not a small regular
+    file: a FIFO named like a marker in someone else's folder must not hang a run)."""
+    if _is_local(path):
+        if not os.path.isfile(path) or os.path.getsize(path) > 1 << 20:
+            return None
+    elif not FileSystems.exists(path):
         return None
     with FileSystems.open(path) as f:
         raw = f.read()
@@ -311,8 +315,8 @@ class RunFolder:
     def _delete_tree(self, path: str) -> None:
         if _is_local(path):
             shutil.rmtree(path, ignore_errors=True)
-        elif FileSystems.exists(path):
-            FileSystems.delete([path])
+        elif files := _contents(path):  # objects under the prefix (it is no object itself)
+            FileSystems.delete(files)
 
 
 def _folders(output: str, prefix: str) -> list[str]:

@@ -263,3 +263,12 @@ def test_overwrite_killed_at_any_moment_never_leaves_success_beside_missing_tabl
         run = _publish(out, "r1", NEW, overwrite=True)
         assert _data(run) == NEW and sorted(os.listdir(out)) == ["r1"], step
     assert completed and step > 3
+
+
+def test_a_fifo_named_like_the_marker_does_not_hang_a_run(tmp_path):
+    foreign = tmp_path / "r1"
+    foreign.mkdir()
+    os.mkfifo(foreign / "_clipdedup.json")
+    with pytest.raises(RuntimeError, match="not a clipdedup run"):
+        RunFolder(str(tmp_path), "r1").start()
+    assert os.listdir(foreign) == ["_clipdedup.json"]
