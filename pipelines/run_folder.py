@@ -386,7 +386,7 @@ def clean(output: str, run_id: str | None = None, force: bool = False) -> list[s
         finally:
             lock.release()
         if stale is not None:
-            lines.append(f"removed the stale lock {lock.path} of {stale.describe()}")
+            lines.append(f"removed the stale lock {lock.path} of {stale}")
     if not lines:
         lines.append(f"nothing to clean in {output}"
                      + (f" for run id {run_id}" if run_id else ""))

@@ -258,9 +258,13 @@ class RunLock:
     def held(self) -> bool:
         return self._held is not None
 
-    def holder(self) -> Owner | None:
+    def holder(self) -> str | None:
+        """Who holds the lock, in words; None if there is no lock."""
         current = self.store.read()
-        return Owner.parse(current[0]) if current else None
+        if current is None:
+            return None
+        owner = Owner.parse(current[0])
+        return owner.describe() if owner else "an unreadable lock file"
 
     def acquire(self, force: bool = False) -> None:
         """Takes the lock, or raises LockHeldError naming its owner.
@@ -282,7 +286,7 @@ class RunLock:
             if owner is not None and owner.token == me.token:  # our own create, retried
                 self._held = me
                 return
-            if owner is None and time.time() - self._mtime() < 10:
+            if owner is None and not force and time.time() - self._mtime() < 10:
                 time.sleep(0.2)  # being written right now (O_EXCL creates it empty first)
                 continue
             alive = owner.is_alive() if owner else None
@@ -292,8 +296,10 @@ class RunLock:
                         owner.describe() if owner else "an unreadable lock file",
                         "its process is gone" if alive is False else "--force")
             self.store.delete(current[1])
-        raise LockHeldError(f"run id {self.run_id}: could not take the lock {self.path}; "
-                            "other runs keep taking it")
+        raise LockHeldError(
+            f"run id {self.run_id}: could not take the lock {self.path} (it is unreadable or "
+            "kept changing); if no run is using it, remove it with `clipdedup clean --output "
+            f"{self.output} --run-id {self.run_id} --force`")
 
     def release(self) -> None:
         """Removes the lock if this process still holds it."""

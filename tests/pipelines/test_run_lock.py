@@ -227,3 +227,12 @@ def test_gcs_release_leaves_a_lock_that_was_taken_from_us(bucket):
     bucket.objects["out/_lock-r1"] = (_owner(host="worker-7", pid=1).dump("r1"), 99)
     lock.release()
     assert "out/_lock-r1" in bucket.objects
+
+
+def test_an_unreadable_lock_is_not_taken_over_without_force(tmp_path):
+    (tmp_path / "_lock-r1").write_bytes(b"")  # killed between O_EXCL create and write
+    with pytest.raises(LockHeldError, match="--run-id r1 --force"):
+        RunLock(str(tmp_path), "r1").acquire()
+    assert clean(str(tmp_path), "r1", force=True) == [
+        f"removed the stale lock {tmp_path}/_lock-r1 of an unreadable lock file"]
+    assert os.listdir(tmp_path) == []
