@@ -215,6 +215,7 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
 
 def _run_stages(config: Config, folder: RunFolder, options: PipelineOptions, *, embed: bool,
                 mine: bool, embeddings: str | None, overwrite: bool) -> dict:
+    """The stages of `execute`, inside a started run folder whose lock is held."""
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     summary: dict = {
         "clipdedup_version": VERSION, "run_id": folder.run_id, "started_at": started_at,
