@@ -5,6 +5,7 @@
     clipdedup mine  --embeddings out/<run>/embeddings --output out/   # stage 2 alone
     clipdedup make-stand-in --size tiny --output models/clip-tiny
     clipdedup check-backend --model clip-ViT-B-32 --images data/ --backend onnx-int8
+    clipdedup clean --output out/                          # staging folders of failed runs
     clipdedup demo                                         # sample data, end to end
 
 Flags this parser does not know (`--runner`, `--direct_num_workers`, Dataflow
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     stand_in.add_argument("--size", choices=("tiny", "base"), default="tiny")
     stand_in.add_argument("--output", required=True)
     check_backend.add_parser(sub)
+    clean = sub.add_parser("clean", help="remove staging folders of failed or killed runs")
+    clean.add_argument("--output", required=True, help="the folder (or gs:// prefix) of the runs")
+    clean.add_argument("--run-id", help="only this run id (default: every run id)")
+    clean.add_argument("--force", action="store_true",
+                       help="also take over a lock held on another host (needs --run-id; only "
+                            "when that run is known to be dead)")
     demo = sub.add_parser("demo", help="build sample data and run the whole job on it")
     demo.add_argument("--output", default="demo-output")
     demo.add_argument("--data", default="demo-output/data")
@@ -125,6 +132,19 @@ def config_from_args(args: argparse.Namespace) -> Config:
             max_error_fraction=args.max_error_fraction)))
 
 
+def _clean(args: argparse.Namespace) -> int:
+    from pipelines.run_folder import clean
+    from pipelines.run_names import validate_run_id
+
+    if args.run_id is not None:
+        validate_run_id(args.run_id)
+    if args.force and args.run_id is None:
+        raise ValueError("clean --force needs --run-id: it takes over locks it cannot check")
+    for line in clean(args.output, args.run_id, args.force):
+        print(line)
+    return 0
+
+
 def run(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
@@ -136,6 +156,8 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "check-backend":
         return check_backend.run(args)
+    if args.command == "clean":
+        return _clean(args)
     if args.command == "demo":
         from pipelines.demo import run_demo
         return run_demo(args.output, args.data, beam_args)
@@ -158,7 +180,8 @@ def main() -> None:
         sys.exit(130)
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         logging.getLogger("clipdedup").error("%s", exc)
-        print(f"clipdedup: error: {exc}", file=sys.stderr)
+        notes = "".join(f"; {n}" for n in getattr(exc, "__notes__", ()))
+        print(f"clipdedup: error: {exc}{notes}", file=sys.stderr)
         sys.exit(2)
 
 

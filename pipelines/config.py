@@ -100,6 +100,10 @@ class Config:
         parse_keeper_rule(self.keeper_rule)  # raises on unknown fields
         if not 0.0 <= self.max_error_fraction <= 1.0:
             raise ValueError("max_error_fraction must be within [0, 1]")
+        if self.run_id is not None:
+            from pipelines.run_names import validate_run_id
+
+            validate_run_id(self.run_id)  # before anything is created under the output
 
     @property
     def decode_overlaps(self) -> bool:

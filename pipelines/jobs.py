@@ -200,7 +200,22 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
         raise ValueError("mine needs --embeddings (a Parquet file, folder or glob)")
     options = pipeline_options(beam_args)
     folder = RunFolder(config.output, config.run_id or default_run_id())
-    folder.start(overwrite)
+    folder.start(overwrite)  # takes the run id's lock; fails fast if another run holds it
+    try:
+        return _run_stages(config, folder, options, embed=embed, mine=mine,
+                           embeddings=embeddings, overwrite=overwrite)
+    except BaseException as exc:
+        note = folder.abandon()  # an empty staging folder goes; else say where it is
+        if note:
+            exc.add_note(note)
+        raise
+    finally:
+        folder.release()
+
+
+def _run_stages(config: Config, folder: RunFolder, options: PipelineOptions, *, embed: bool,
+                mine: bool, embeddings: str | None, overwrite: bool) -> dict:
+    """The stages of `execute`, inside a started run folder whose lock is held."""
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     summary: dict = {
         "clipdedup_version": VERSION, "run_id": folder.run_id, "started_at": started_at,
