@@ -17,6 +17,7 @@ Each failure is a `PreflightError` (a `ValueError`): exit 2, one line.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
@@ -63,6 +64,9 @@ def check_google_credentials(path: str) -> None:
         from google.auth.exceptions import DefaultCredentialsError
     except ImportError:
         raise PreflightError(f"{path}: gs:// paths need `pip install 'apache-beam[gcp]'`") from None
+    auth_log = logging.getLogger("google.auth")
+    level = auth_log.level
+    auth_log.setLevel(logging.ERROR)  # its warnings would repeat, over lines, the one below
     try:
         google.auth.default()
     except DefaultCredentialsError as exc:
@@ -70,6 +74,8 @@ def check_google_credentials(path: str) -> None:
         raise PreflightError(
             f"{path} needs Google Cloud credentials: {reason}; run `gcloud auth "
             "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS") from None
+    finally:
+        auth_log.setLevel(level)
 
 
 def check_matches(pattern: str) -> None:
@@ -83,7 +89,7 @@ def check_matches(pattern: str) -> None:
         return
     local = FileSystems.get_scheme(pattern) in (None, "file")
     if local and os.path.isdir(pattern):
-        raise PreflightError(f"--input {pattern!r} is an empty folder")
+        raise PreflightError(f"--input {pattern!r} is a folder with no files in it")
     raise PreflightError(f"--input {pattern!r} matches no files"
                          + (" (quote a glob, or check the path)" if local else ""))
 
