@@ -59,7 +59,7 @@ def check(beam_args: list[str], own_flags: list[str], beam: bool = True) -> None
     for arg in unknown:
         if arg.startswith("-"):
             name = arg.split("=", 1)[0]
-            close = difflib.get_close_matches(name, known, n=1)
+            close = difflib.get_close_matches(name, [k for k in known if k != name], n=1)
             problems.append(f"unknown flag {name}" + (f" (did you mean {close[0]}?)" if close else ""))
             after_flag = "=" not in arg
         elif after_flag:  # most likely the unknown flag's value

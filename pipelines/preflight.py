@@ -87,11 +87,9 @@ def check_matches(pattern: str) -> None:
                              f"{' '.join(str(exc).split())}") from None
     if found:
         return
-    local = FileSystems.get_scheme(pattern) in (None, "file")
-    if local and os.path.isdir(pattern):
+    if FileSystems.get_scheme(pattern) is None and os.path.isdir(pattern):
         raise PreflightError(f"--input {pattern!r} is a folder with no files in it")
-    raise PreflightError(f"--input {pattern!r} matches no files"
-                         + (" (quote a glob, or check the path)" if local else ""))
+    raise PreflightError(f"--input {pattern!r} matches no files")
 
 
 def check_writable(output: str) -> None:
