@@ -9,7 +9,9 @@
     clipdedup demo                                         # sample data, end to end
 
 Flags this parser does not know (`--runner`, `--direct_num_workers`, Dataflow
-flags) go unchanged to Beam's `PipelineOptions`.
+flags) go unchanged to Beam's `PipelineOptions`, once Beam's own option parsers
+have accepted them (`pipelines/beam_flags.py`): a flag neither knows is an
+error. User and data errors end in one line, `clipdedup: error: ...`, exit 2.
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ from pipelines.config import MODES, Config, load_config
 
 log = logging.getLogger("clipdedup")
 
+BEAM_COMMANDS = ("run", "embed", "mine", "demo")  # the ones whose leftover flags go to Beam
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line error instead of usage plus message (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"clipdedup: error: {message} (see `{self.prog} --help`)\n")
+
 
 def _add_common(p: argparse.ArgumentParser, stage_flags: bool = True) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -35,8 +46,9 @@ def _add_common(p: argparse.ArgumentParser, stage_flags: bool = True) -> None:
     p.add_argument("--near-duplicate-threshold", type=float)
     p.add_argument("--mode", choices=MODES, help="mining mode")
     if stage_flags:
-        p.add_argument("--input", action="append", dest="inputs",
-                       help="glob or directory of tar shards, Parquet or image files; repeatable")
+        p.add_argument("--input", nargs="+", action="extend", dest="inputs", metavar="INPUT",
+                       help="globs or directories of tar shards, Parquet or image files; "
+                            "takes several (a shell-expanded glob) and is repeatable")
         p.add_argument("--model", help="sentence-transformers model: hub name or folder")
         p.add_argument("--device", help="cpu or cuda")
         p.add_argument("--batch-size", type=int, help="images per forward pass; 0 = per device")
@@ -47,11 +59,16 @@ def _add_common(p: argparse.ArgumentParser, stage_flags: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="clipdedup",
         description="Find exact copies, duplicates and near-duplicates in image datasets. "
-                    "Unknown flags are passed to Apache Beam (e.g. --runner, "
-                    "--direct_num_workers, Dataflow flags).")
+                    "Other flags are passed to Apache Beam (e.g. --runner, "
+                    "--direct_num_workers, Dataflow flags); a flag Beam does not know "
+                    "either is an error.")
+    # also before the command (`clipdedup -q run ...`); its own dest, as a subcommand's
+    # default would overwrite it
+    parser.add_argument("-q", "--quiet", action="store_true", dest="quiet_all",
+                        help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_common(sub.add_parser("run", help="embed and mine: shards in, tables out"))
     _add_common(sub.add_parser("embed", help="stage 1: images -> Parquet embeddings"))
@@ -145,10 +162,26 @@ def _clean(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(argv: list[str] | None = None) -> int:
+def _own_flags(parser: argparse.ArgumentParser, command: str) -> list[str]:
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [o for a in sub.choices[command]._actions for o in a.option_strings]
+
+
+def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """clipdedup's arguments and the flags for Beam, each of which Beam's parsers know."""
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    _setup_logging(getattr(args, "quiet", False))
+    if beam_args:
+        from pipelines import beam_flags  # loads Beam's options: only when there are some
+
+        beam_flags.check(beam_args, _own_flags(parser, args.command),
+                         beam=args.command in BEAM_COMMANDS)
+    return args, beam_args
+
+
+def run(argv: list[str] | None = None) -> int:
+    args, beam_args = parse(argv)
+    _setup_logging(args.quiet_all or getattr(args, "quiet", False))
 
     if args.command == "make-stand-in":
         from pipelines.stand_in import write_stand_in
@@ -173,15 +206,34 @@ def run(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input, flags, config or data: one line and exit 2.
+
+    Anything else is a bug and keeps its traceback (exit 1). Imported here so
+    that a command which never touches Beam does not load it to start.
+    """
+    import yaml
+    from apache_beam.io.filesystem import BeamIOError
+
+    from pipelines.checks import RunCheckError
+    from pipelines.run_folder import ForeignFolderError, RunExistsError
+    from pipelines.run_lock import LockHeldError
+
+    return (ValueError, FileNotFoundError, PermissionError, yaml.YAMLError, BeamIOError,
+            RunCheckError, RunExistsError, ForeignFolderError, LockHeldError)
+
+
 def main() -> None:
     try:
         sys.exit(run())
     except KeyboardInterrupt:
         sys.exit(130)
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        logging.getLogger("clipdedup").error("%s", exc)
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
         notes = "".join(f"; {n}" for n in getattr(exc, "__notes__", ()))
-        print(f"clipdedup: error: {exc}{notes}", file=sys.stderr)
+        print(f"clipdedup: error: {message}{notes}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -9,7 +9,10 @@ Every key is documented in `configs/local.yaml` and in the README.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
+import types
+import typing
 from typing import Any
 
 import yaml
@@ -62,44 +65,33 @@ class Config:
     drop_near_duplicates: bool = True  # False: only exact copies and duplicates are dropped
 
     # Outputs.
-    output: str = "out"
+    output: str | None = "out"  # None: must be given (configs/dataflow.yaml)
     run_id: str | None = None
     num_output_shards: int = 0  # 0 = let the runner decide
     max_error_fraction: float = 0.05
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.near_duplicate_threshold <= self.duplicate_threshold <= 1.0:
+        problems = []
+        for field in dataclasses.fields(self):
+            try:
+                # frozen: the checked value (a list as a tuple, an int as a float) is set in place
+                object.__setattr__(self, field.name, _checked(field.name, getattr(self, field.name)))
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:  # every wrong field at once, on one line
+            raise ValueError("; ".join(problems))
+        if self.near_duplicate_threshold > self.duplicate_threshold:
             raise ValueError(
                 "thresholds must satisfy 0 < near_duplicate_threshold <= "
                 f"duplicate_threshold <= 1, got near={self.near_duplicate_threshold} "
                 f"dup={self.duplicate_threshold}"
             )
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.decode_isolation not in ("none", "subprocess"):
-            raise ValueError("decode_isolation must be 'none' or 'subprocess', "
-                             f"got {self.decode_isolation!r}")
-        if self.decode_timeout_s <= 0:
-            raise ValueError("decode_timeout_s must be positive")
-        if self.decode_ahead < 0:
-            raise ValueError("decode_ahead must be >= 0")
-        if self.decode_overlap not in ("auto", True, False):
-            raise ValueError("decode_overlap must be auto, true or false, "
-                             f"got {self.decode_overlap!r}")
-        if self.batch_size < 0 or self.block_size < 1 or self.num_threads < 0:
-            raise ValueError("batch_size and num_threads must be >= 0, block_size positive")
         from transforms.backends import validate as validate_backend
 
         validate_backend(self.backend, self.device)  # e.g. int8 on cuda is an error
-        if min(self.nprobe, self.partitions_per_vector, self.partition_size) < 1 or self.nlist < 0:
-            raise ValueError("nprobe, partitions_per_vector, partition_size must be positive, nlist >= 0")
-        if self.recall_sample_size < 0 or not 0.0 <= self.recall_target <= 1.0:
-            raise ValueError("recall_sample_size must be >= 0 and recall_target within [0, 1]")
         from transforms.mining.groups import parse_keeper_rule
 
         parse_keeper_rule(self.keeper_rule)  # raises on unknown fields
-        if not 0.0 <= self.max_error_fraction <= 1.0:
-            raise ValueError("max_error_fraction must be within [0, 1]")
         if self.run_id is not None:
             from pipelines.run_names import validate_run_id
 
@@ -115,14 +107,97 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         """A copy with `changes` applied; `None` values are ignored."""
         changes = {k: v for k, v in changes.items() if v is not None}
-        if "inputs" in changes:
-            changes["inputs"] = tuple(changes["inputs"])
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["inputs"] = list(self.inputs)
         return out
+
+
+# What each field accepts beyond its type. Every int and float field has a
+# range (tests/pipelines/test_config_types.py checks that none is missing).
+@dataclasses.dataclass(frozen=True)
+class _Range:
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # True: `low` itself is outside the range
+
+    def __contains__(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        return above and (self.high is None or value <= self.high)  # NaN is in no range
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low}"
+        return f"within {'(' if self.low_open else '['}{self.low}, {self.high}]"
+
+
+_RANGES = {
+    "embedding_dim": _Range(1), "batch_size": _Range(0), "num_threads": _Range(0),
+    "max_image_pixels": _Range(1), "decode_timeout_s": _Range(0, low_open=True),
+    "decode_ahead": _Range(0),
+    "duplicate_threshold": _Range(0, 1, low_open=True),
+    "near_duplicate_threshold": _Range(0, 1, low_open=True),
+    "block_size": _Range(1), "approximate_min_n": _Range(0), "nlist": _Range(0),
+    "nprobe": _Range(1), "partitions_per_vector": _Range(1), "partition_size": _Range(1),
+    "recall_sample_size": _Range(0), "recall_target": _Range(0, 1), "mining_seed": _Range(0),
+    "num_output_shards": _Range(0), "max_error_fraction": _Range(0, 1),
+}
+_CHOICES = {"mode": MODES, "decode_isolation": ("none", "subprocess"),
+            "decode_overlap": ("auto", True, False)}
+_NON_EMPTY = {"inputs", "image_column", "key_column", "model"}  # strings, or list items
+_TYPES = typing.get_type_hints(Config)
+
+
+def _as_type(name: str, value: Any, hint: Any) -> Any:
+    """`value` if it is of type `hint` (ints widen to float, lists become tuples).
+
+    Strict on purpose: YAML's "16" is not an int and "no" is not a bool.
+    """
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        if option is bool and isinstance(value, bool):
+            return value
+        if option in (int, float) and isinstance(value, int) and not isinstance(value, bool):
+            return option(value)
+        if option is float and isinstance(value, float):
+            return value
+        if option is str and isinstance(value, str):
+            if name.split("[")[0] in _NON_EMPTY and not value.strip():
+                raise ValueError(f"{name} must not be empty")
+            return value
+        if typing.get_origin(option) is tuple and isinstance(value, (list, tuple)):
+            item = typing.get_args(option)[0]
+            return tuple(_as_type(f"{name}[{i}]", v, item) for i, v in enumerate(value))
+    raise ValueError(f"{name} must be {_describe(hint)}, got {value!r}")
+
+
+def _describe(hint: Any) -> str:
+    if isinstance(hint, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {_describe(typing.get_args(hint)[0]).split(' ', 1)[1]}s"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            type(None): "null"}[hint]
+
+
+def _checked(name: str, value: Any) -> Any:
+    """The value of field `name`, type- and range-checked; raises ValueError naming it."""
+    if name in _CHOICES:
+        # type and value together: 1 == True, but 1 is not a choice of decode_overlap
+        if not any(type(value) is type(c) and value == c for c in _CHOICES[name]):
+            shown = (str(c).lower() if isinstance(c, bool) else c for c in _CHOICES[name])
+            raise ValueError(f"{name} must be one of {', '.join(shown)}, got {value!r}")
+        return value
+    if name == "inputs" and value is None:
+        value = ()  # `inputs:` left empty in YAML
+    value = _as_type(name, value, _TYPES[name])
+    if name in _RANGES and value is not None and value not in _RANGES[name]:
+        raise ValueError(f"{name} must be {_RANGES[name]}, got {value!r}")
+    return value
 
 
 # Where the bundled configs live: `configs/` in a source checkout, and
@@ -149,7 +224,8 @@ def resolve_config_path(path: str) -> str:
 
 
 def load_config(path: str | None) -> Config:
-    """Reads a YAML config; unknown keys are an error, not a silent no-op.
+    """Reads a YAML config; unknown keys, wrong types and values out of range
+    are an error naming the file, never a silent default.
 
     Args:
         path: a YAML file, or the name of a bundled config (`local`,
@@ -159,13 +235,31 @@ def load_config(path: str | None) -> Config:
         return Config()
     path = resolve_config_path(path)
     with open(path, encoding="utf-8") as f:
-        raw = yaml.safe_load(f) or {}
+        try:
+            raw = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}{_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping of settings")
-    known = {f.name for f in dataclasses.fields(Config)}
-    unknown = sorted(set(raw) - known)
+        raise ValueError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    known = [f.name for f in dataclasses.fields(Config)]
+    unknown = sorted(str(k) for k in raw if k not in known)
     if unknown:
-        raise ValueError(f"{path}: unknown config keys {unknown}; known keys: {sorted(known)}")
-    if "inputs" in raw:
-        raw["inputs"] = tuple(raw["inputs"] or ())
-    return Config(**raw)
+        raise ValueError(f"{path}: unknown config keys {unknown}"
+                         + "".join(f" ({k!r}: did you mean {m[0]!r}?)" for k in unknown
+                                   if (m := difflib.get_close_matches(k, known, 1)))
+                         + f"; known keys: {sorted(known)}")
+    try:
+        return Config(**raw)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """`:LINE:COLUMN: not valid YAML: ...` on one line (PyYAML's own text spans several)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    context = getattr(exc, "context", None)
+    if context and getattr(exc, "context_mark", None) and exc.context_mark.line != mark.line:
+        context += f" that starts on line {exc.context_mark.line + 1}"
+    return f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")

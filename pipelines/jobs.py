@@ -198,6 +198,9 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
         raise ValueError("no output given: pass --output (a folder or gs:// prefix)")
     if mine and not embed and not embeddings:
         raise ValueError("mine needs --embeddings (a Parquet file, folder or glob)")
+    from pipelines import preflight  # inputs, output, credentials: before anything is made
+
+    preflight.check(config, beam_args, embed=embed, embeddings=embeddings)
     options = pipeline_options(beam_args)
     folder = RunFolder(config.output, config.run_id or default_run_id())
     folder.start(overwrite)  # takes the run id's lock; fails fast if another run holds it

@@ -63,10 +63,14 @@ def test_a_run_that_fails_before_writing_anything_leaves_nothing(tmp_path, monke
         raise ValueError("the model cannot be loaded")
 
     monkeypatch.setattr(jobs, "_embed", fails)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.jpg").write_bytes(b"not read")
+    output = tmp_path / "out"
     with pytest.raises(ValueError, match="cannot be loaded") as err:
-        jobs.execute(Config(output=str(tmp_path), run_id="r"), [])
+        jobs.execute(Config(inputs=(str(data),), output=str(output), run_id="r"), [])
     assert not getattr(err.value, "__notes__", None)
-    assert os.listdir(tmp_path) == []  # no staging, no lock
+    assert os.listdir(output) == []  # no staging, no lock, no write probe
 
 
 def test_a_failed_run_keeps_its_staging_and_says_where_and_how_to_clean(
