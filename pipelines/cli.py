@@ -89,6 +89,13 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
         lines.append(f"  records read {c['records_read']} from {c['files']} files: embedded "
                      f"{c['embedded']}, byte copies {c['exact_copies_not_embedded']}, "
                      f"errors {c['record_errors']} {c.get('errors_by_reason') or ''}")
+    if c.get("files_failed"):
+        lines.append(f"  files that failed as a whole: {c['files_failed']}, e.g. " + "; ".join(
+            f"{f['source_uri']} ({f['reason']}: {f['message'][:120]})"
+            for f in summary.get("failed_files", [])[:3]))
+    if c.get("files_skipped"):
+        lines.append(f"  files not read: {c['files_skipped']} {c['skipped_by_reason']} "
+                     "(listed in skipped.parquet)")
     if "duplicates" in c:
         lines.append(f"  pairs: duplicates {c['duplicates']} (score >= "
                      f"{summary['duplicate_threshold']}), near-duplicates "

@@ -25,6 +25,7 @@ class Config:
     inputs: tuple[str, ...] = ()
     image_column: str = "image"  # Parquet: binary or struct<bytes, path>
     key_column: str | None = None  # Parquet: column used as `key` (else row number)
+    max_file_bytes: int = 256 << 20  # larger image files / tar members: `file_too_large` errors
 
     # Model.
     model: str = "clip-ViT-B-32"
@@ -98,6 +99,8 @@ class Config:
         from transforms.mining.groups import parse_keeper_rule
 
         parse_keeper_rule(self.keeper_rule)  # raises on unknown fields
+        if self.max_file_bytes < 1:
+            raise ValueError("max_file_bytes must be positive")
         if not 0.0 <= self.max_error_fraction <= 1.0:
             raise ValueError("max_error_fraction must be within [0, 1]")
 
