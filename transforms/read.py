@@ -65,21 +65,25 @@ def skipped_row(uri: str, reason: str, message: str) -> dict[str, str]:
 
 
 def _local_entry(path: str) -> FileMetadata | dict[str, str] | None:
-    """Metadata of a found local path under its canonical name (None: it vanished)."""
+    """Metadata of a found local path under its canonical name (None: it vanished).
+
+    A regular file is named by its real path (one file reached by two names
+    is read once); a link to nothing, a FIFO or a device keeps its own name
+    in its real folder (its target, e.g. /dev/zero, says nothing about what
+    the user gave) and the reader reports it.
+    """
+    named = os.path.join(os.path.realpath(os.path.dirname(path) or "."),
+                         os.path.basename(path))
     try:
         st = os.stat(path)
     except FileNotFoundError:
         if os.path.islink(path):
-            return skipped_row(os.path.abspath(path), R.DANGLING_SYMLINK,
+            return skipped_row(named, R.DANGLING_SYMLINK,
                                f"symlink to missing {os.readlink(path)!r}")
         return None  # removed while listing, as Beam's own listing treats it
     if stat.S_ISREG(st.st_mode):
         return FileMetadata(os.path.realpath(path), st.st_size, st.st_mtime)
-    # A FIFO or device keeps its own name (its target, e.g. /dev/zero, says
-    # nothing about what the user gave); the reader reports it.
-    canonical = os.path.join(os.path.realpath(os.path.dirname(path) or "."),
-                             os.path.basename(path))
-    return FileMetadata(canonical, 0, st.st_mtime)
+    return FileMetadata(named, 0, st.st_mtime)
 
 
 def _walk(folder: str, take: re.Pattern | None, depth_left: float,

@@ -34,7 +34,8 @@ def corpus_env(tmp_path_factory, tiny_model):
     config_path = str(root / "corpus.yaml")
     with open(config_path, "w") as f:
         yaml.safe_dump({"inputs": corpus.inputs, "model": tiny_model,
-                        "max_image_pixels": hc.MAX_IMAGE_PIXELS, "max_error_fraction": 1.0,
+                        "max_image_pixels": hc.MAX_IMAGE_PIXELS, "max_file_bytes": hc.MAX_FILE_BYTES,
+                        "max_error_fraction": 1.0,
                         "batch_size": 8}, f)
     config = load_config(config_path).replace(output=str(root / "out"), run_id="clean")
     clean = execute(config, [])
