@@ -77,8 +77,8 @@ def _setup_logging(quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def print_summary(summary: dict, out=sys.stdout) -> None:
-    """The short human-readable end of a run."""
+def print_summary(summary: dict, out=None) -> None:
+    """The short human-readable end of a run (to `out`, default the current stdout)."""
     c = summary.get("counts", {})
     lines = [f"run {summary['run_id']} published to {summary['run_folder']}"]
     if summary.get("model_is_stand_in"):
@@ -117,7 +117,7 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
         took += (f" (embed stage {t['embed_seconds']:.1f} s, of which the model "
                  f"{t['inference_seconds']:.1f} s, summed over workers)")
     lines.append(took)
-    print("\n".join(lines), file=out)
+    print("\n".join(lines), file=out or sys.stdout)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
