@@ -153,7 +153,7 @@ class _ListFn(beam.DoFn):
                 yield entry
             else:
                 counter("files_skipped").inc()
-                log.info("skipping %s: %s", entry["source_uri"], entry["message"])
+                log.debug("skipping %s: %s", entry["source_uri"], entry["message"])
                 yield beam.pvalue.TaggedOutput(SKIPPED, entry)
 
 

@@ -106,7 +106,7 @@ def error_row(stage: str, reason: str, message: str, *, source_uri: str,
         "key": key,
         "stage": stage,
         "reason": reason,
-        "message": _ADDRESS.sub("", message)[:2000],
+        "message": " ".join(_ADDRESS.sub("", message).split())[:2000],  # one line
     }
 
 

@@ -24,9 +24,15 @@ TAR, PARQUET, IMAGE = "tar", "parquet", "image"
 _COMPRESSED_TARS = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar.zst")
 
 
+def _extension(uri: str) -> str:
+    """After the name's last dot, lower case (a file named `.jpg` counts as jpg)."""
+    name = os.path.basename(uri)
+    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
 def input_kind(uri: str) -> str | None:
     """The kind of input file `uri` is, from its extension; None if not an input."""
-    ext = os.path.splitext(uri)[1].lower().lstrip(".")
+    ext = _extension(uri)
     if ext == "tar":
         return TAR
     if ext == "parquet":
@@ -38,9 +44,8 @@ def input_kind(uri: str) -> str | None:
 
 def skip_reason(uri: str) -> tuple[str, str]:
     """(reason code, message) for a file `input_kind` does not read."""
-    name = uri.lower()
-    ext = os.path.splitext(name)[1].lstrip(".")
-    if name.endswith(_COMPRESSED_TARS):
+    ext = _extension(uri)
+    if uri.lower().endswith(_COMPRESSED_TARS):
         return R.UNSUPPORTED_FORMAT, "compressed tar shard: decompress it to .tar"
     if ext in UNSUPPORTED_IMAGE_EXTENSIONS:
         return R.UNSUPPORTED_FORMAT, f".{ext}: no decoder for this format is installed"

@@ -110,6 +110,7 @@ def test_fifo_device_and_oversized_files_are_error_rows(tmp_path, deadline):
     root = tmp_path.resolve()
     os.mkfifo(root / "pipe.jpg")
     (root / "zero.jpg").symlink_to("/dev/zero")
+    (root / ".jpg").symlink_to("/dev/zero")
     (root / "big.jpg").write_bytes(encode(random_image(1)) + bytes(3000))
     (root / "ok.jpg").write_bytes(encode(random_image(2)))
     os.mkfifo(root / "pipe.tar")
@@ -121,10 +122,11 @@ def test_fifo_device_and_oversized_files_are_error_rows(tmp_path, deadline):
                                                      e["reason"], e["record_id"] is None)),
                     equal_to([("pipe.jpg", R.NOT_A_REGULAR_FILE, False),
                               ("zero.jpg", R.NOT_A_REGULAR_FILE, False),
+                              (".jpg", R.NOT_A_REGULAR_FILE, False),
                               ("big.jpg", R.FILE_TOO_LARGE, False),
                               ("pipe.tar", R.NOT_A_REGULAR_FILE, True)]), label="Errors")
         assert_that(out.shards | beam.Map(lambda s: s["records_read"]) | beam.CombineGlobally(sum),
-                    equal_to([4]), label="Records read")
+                    equal_to([5]), label="Records read")
 
 
 def test_image_reader_stops_at_the_cap():
