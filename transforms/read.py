@@ -220,23 +220,21 @@ class _ReadFileFn(beam.DoFn):
 
     def _refusal(self, kind: str, metadata: FileMetadata) -> dict[str, Any] | None:
         """An error row for a file that must not be opened, else None."""
-        uri = metadata.path
-        size = metadata.size_in_bytes
+        uri, size = metadata.path, metadata.size_in_bytes
+        problem = None
         if _is_local(uri):
             st = os.stat(uri)  # a storage call: its OSError propagates
+            size = st.st_size
             if not stat.S_ISREG(st.st_mode):
-                reason, message = R.NOT_A_REGULAR_FILE, "not a regular file (FIFO, device, socket)"
-                size = None
-            else:
-                size = st.st_size
-        if size is not None and kind == formats.IMAGE and size > self._max_bytes:
-            reason, message = R.FILE_TOO_LARGE, f"{size} bytes > max_file_bytes {self._max_bytes}"
-        elif size is not None:
+                problem = (R.NOT_A_REGULAR_FILE, "not a regular file (a FIFO, device or socket)")
+        if problem is None and kind == formats.IMAGE and size > self._max_bytes:
+            problem = (R.FILE_TOO_LARGE, f"{size} bytes > max_file_bytes {self._max_bytes}")
+        if problem is None:
             return None
         if kind == formats.IMAGE:  # one file, one record
-            return R.error_row(R.READ, reason, message, source_uri=uri, key=uri,
+            return R.error_row(R.READ, *problem, source_uri=uri, key=uri,
                                record_id=R.make_record_id(uri, "file"))
-        return R.error_row(R.READ, reason, message, source_uri=uri)
+        return R.error_row(R.READ, *problem, source_uri=uri)
 
     def _items(self, kind: str, metadata: FileMetadata):
         refused = self._refusal(kind, metadata)

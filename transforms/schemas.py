@@ -110,7 +110,7 @@ DROP_SCHEMA = pa.schema(
 SKIPPED_SCHEMA = pa.schema(
     [
         pa.field("source_uri", pa.string(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),  # not_an_input / unsupported_format / dangling_symlink
+        pa.field("reason", pa.string(), nullable=False),  # not_an_input / unsupported_format / ...
         pa.field("message", pa.string(), nullable=False),
     ]
 )
