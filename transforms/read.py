@@ -10,7 +10,8 @@ dangling symlinks (their size raises and the error is swallowed) and the part
 files of a folder a glob matches (a Spark `x.parquet/`). Here a directory a
 pattern matches is read recursively, symlinked directories are followed (not
 into their own ancestors), and every local file is named by its canonical
-path, so one folder given under two spellings is read once.
+path, so one folder given under two spellings is read once. Remote patterns
+(`list_remote`) read the objects below a "folder" a glob matches, too.
 
 `ReadRecords` opens each file, picks the reader by extension (tar shard,
 Parquet, image file) and emits `ImageRecord`s, plus, when `report=True`, an
@@ -128,6 +129,30 @@ def list_local(pattern: str) -> Iterator[FileMetadata | dict[str, str]]:
     yield from _walk(root, take, depth, frozenset({os.path.realpath(root or ".")}))
 
 
+def _under_match(path: str, take: re.Pattern) -> bool:
+    """`path`, or a folder above it, matches `take`."""
+    return take.match(path) is not None or any(
+        take.match(path[:i]) for i, c in enumerate(path) if c == "/")
+
+
+def list_remote(pattern: str) -> list[FileMetadata]:
+    """Objects a `gs://`/`s3://` pattern finds, the objects below a "folder"
+    it names or matches included (a Spark `x.parquet/` written to a bucket).
+
+    One listing: the glob is widened to `pattern**` (object stores list every
+    name below the glob's prefix anyway) and filtered here.
+    """
+    def match(p: str) -> list[FileMetadata]:
+        return FileSystems.match([p])[0].metadata_list
+
+    if not _GLOB_CHARS.search(pattern):
+        return match(expand_input(pattern)) or match(pattern.rstrip("/") + "/**")
+    if pattern.endswith("**"):
+        return match(pattern)
+    take = re.compile(FileSystem.translate_pattern(pattern))
+    return [m for m in match(pattern + "**") if _under_match(m.path, take)]
+
+
 def list_inputs(pattern: str) -> Iterator[FileMetadata | dict[str, str]]:
     """What `pattern` finds: `FileMetadata` to read, or skipped rows.
 
@@ -135,8 +160,7 @@ def list_inputs(pattern: str) -> Iterator[FileMetadata | dict[str, str]]:
         FileNotFoundError: the pattern finds nothing at all.
     """
     found = False
-    entries = (list_local(pattern) if _is_local(pattern)
-               else FileSystems.match([expand_input(pattern)])[0].metadata_list)
+    entries = list_local(pattern) if _is_local(pattern) else list_remote(pattern)
     for entry in entries:
         found = True
         if isinstance(entry, FileMetadata) and formats.input_kind(entry.path) is None:

@@ -8,7 +8,7 @@ import signal
 
 import apache_beam as beam
 import pytest
-from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.filesystem import FileMetadata, FileSystem
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -148,3 +148,47 @@ def test_tar_and_parquet_of_any_size_are_read(tmp_path):
         out = (p | ListInputs([str(tmp_path / "s.tar")]))["files"] | ReadRecords(
             max_file_bytes=len(blob) + 1)
         assert_that(out.records | beam.Map(lambda r: r.key), equal_to(["a"]))
+
+
+class _Bucket(FileSystem):
+    """A flat object store (no folders) under `objects://`, listing as GCS does."""
+
+    OBJECTS: dict[str, int] = {}
+
+    @classmethod
+    def scheme(cls):
+        return "objects"
+
+    def has_dirs(self):
+        return False
+
+    def _list(self, prefix):
+        for path, size in sorted(self.OBJECTS.items()):
+            if path.startswith(prefix):
+                yield FileMetadata(path, size, 0.0)
+
+    def exists(self, path):
+        return path in self.OBJECTS
+
+    def metadata(self, path):
+        return FileMetadata(path, self.OBJECTS[path], 0.0)
+
+    def join(self, base, *parts):
+        return "/".join([base.rstrip("/"), *parts])
+
+    def _unused(self, *args, **kwargs):
+        raise NotImplementedError
+
+    split = mkdirs = create = open = copy = rename = delete = size = last_updated = _unused
+
+
+def test_remote_globs_read_objects_below_a_matched_folder(monkeypatch):
+    b = "objects://bucket"
+    monkeypatch.setattr(_Bucket, "OBJECTS", {
+        f"{b}/a.parquet": 1, f"{b}/t.parquet/part-0.parquet": 1, f"{b}/t.parquet/_SUCCESS": 1,
+        f"{b}/deep/x.parquet": 1, f"{b}/notes.parquet.txt": 1, f"{b}/s/p.parquet/part-1.parquet": 1})
+    files, skipped = _found(f"{b}/*.parquet")
+    assert files == {f"{b}/a.parquet", f"{b}/t.parquet/part-0.parquet"}
+    assert skipped == {(f"{b}/t.parquet/_SUCCESS", R.NOT_AN_INPUT)}
+    assert _found(f"{b}/s/p.parquet")[0] == {f"{b}/s/p.parquet/part-1.parquet"}
+    assert len(_found(f"{b}/")[0]) == 4
