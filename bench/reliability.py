@@ -35,7 +35,8 @@ def main() -> None:
         write_stand_in(model, "tiny")
     config = Config().replace(inputs=corpus.inputs, model=model,
                               output=os.path.join(args.workdir, "runs"),
-                              max_image_pixels=hc.MAX_IMAGE_PIXELS, max_error_fraction=1.0,
+                              max_image_pixels=hc.MAX_IMAGE_PIXELS, max_file_bytes=hc.MAX_FILE_BYTES,
+                              max_error_fraction=1.0,
                               decode_isolation=args.decode_isolation)
     started = time.monotonic()
     summary = execute(config, beam_args)

@@ -3,7 +3,10 @@
 Conservation: every record read is in exactly one of the embeddings table,
 the exact-copies list (a byte copy of an embedded or failed record) or the
 errors table, and no record_id appears twice. Error budget: the share of
-records that failed stays within `max_error_fraction`.
+records that failed, and the share of input files that failed as a whole
+(unreadable, wrong schema, cut short: their records cannot even be counted),
+each stay within `max_error_fraction`. Inputs unchanged: no file read
+different bytes in the data pass than in the index pass.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ import collections
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from transforms.records import CHANGED_DURING_RUN
+
+SHOWN_FILES = 5
 
 
 class RunCheckError(RuntimeError):
@@ -69,3 +76,40 @@ def check_error_budget(errors: pa.Table, records_read: int, record_errors: int,
         f"max_error_fraction {max_error_fraction:.1%}); worst files (errors): "
         + ", ".join(f"{uri} ({n})" for uri, n in worst)
         + ". See errors.parquet in the staging folder.")
+
+
+def failed_files(errors: pa.Table) -> list[dict[str, str]]:
+    """The whole-file error rows (`record_id` null), one per file, sorted by uri."""
+    rows = errors.filter(pc.is_null(errors.column("record_id"))).select(
+        ["source_uri", "reason", "message"]).to_pylist()
+    first: dict[str, dict[str, str]] = {}
+    for row in sorted(rows, key=lambda r: (r["source_uri"], r["reason"], r["message"])):
+        first.setdefault(row["source_uri"], row)
+    return list(first.values())
+
+
+def _describe(files: list[dict[str, str]]) -> str:
+    shown = "; ".join(f"{f['source_uri']} ({f['reason']}: {f['message'][:160]})"
+                      for f in files[:SHOWN_FILES])
+    return shown + (f"; and {len(files) - SHOWN_FILES} more" if len(files) > SHOWN_FILES else "")
+
+
+def check_inputs_unchanged(errors: pa.Table) -> None:
+    """Raises RunCheckError naming the files that changed while the run read them."""
+    changed = [f for f in failed_files(errors) if f["reason"] == CHANGED_DURING_RUN]
+    if changed:
+        raise RunCheckError(
+            f"{len(changed)} input file(s) changed while the run read them, so its tables "
+            "would not match the inputs; nothing published. Rerun once the inputs are stable: "
+            + ", ".join(f["source_uri"] for f in changed[:SHOWN_FILES]))
+
+
+def check_file_budget(errors: pa.Table, files_read: int, max_error_fraction: float) -> None:
+    """Raises RunCheckError naming them if too many input files failed as a whole."""
+    failed = failed_files(errors)
+    if not files_read or len(failed) / files_read <= max_error_fraction:
+        return
+    raise RunCheckError(
+        f"{len(failed)} of {files_read} input files failed as a whole "
+        f"({len(failed) / files_read:.1%} > max_error_fraction {max_error_fraction:.1%}): "
+        + _describe(failed) + ". See errors.parquet in the staging folder.")

@@ -101,8 +101,8 @@ def _setup_logging(quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def print_summary(summary: dict, out=sys.stdout) -> None:
-    """The short human-readable end of a run."""
+def print_summary(summary: dict, out=None) -> None:
+    """The short human-readable end of a run (to `out`, default the current stdout)."""
     c = summary.get("counts", {})
     lines = [f"run {summary['run_id']} published to {summary['run_folder']}"]
     if summary.get("model_is_stand_in"):
@@ -113,6 +113,13 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
         lines.append(f"  records read {c['records_read']} from {c['files']} files: embedded "
                      f"{c['embedded']}, byte copies {c['exact_copies_not_embedded']}, "
                      f"errors {c['record_errors']} {c.get('errors_by_reason') or ''}")
+    if c.get("files_failed"):
+        lines.append(f"  files that failed as a whole: {c['files_failed']}, e.g. " + "; ".join(
+            f"{f['source_uri']} ({f['reason']}: {f['message'][:120]})"
+            for f in summary.get("failed_files", [])[:3]))
+    if c.get("files_skipped"):
+        lines.append(f"  files not read: {c['files_skipped']} {c['skipped_by_reason']} "
+                     "(listed in skipped.parquet)")
     if "duplicates" in c:
         lines.append(f"  pairs: duplicates {c['duplicates']} (score >= "
                      f"{summary['duplicate_threshold']}), near-duplicates "
@@ -134,7 +141,7 @@ def print_summary(summary: dict, out=sys.stdout) -> None:
         took += (f" (embed stage {t['embed_seconds']:.1f} s, of which the model "
                  f"{t['inference_seconds']:.1f} s, summed over workers)")
     lines.append(took)
-    print("\n".join(lines), file=out)
+    print("\n".join(lines), file=out or sys.stdout)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

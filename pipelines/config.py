@@ -28,6 +28,7 @@ class Config:
     inputs: tuple[str, ...] = ()
     image_column: str = "image"  # Parquet: binary or struct<bytes, path>
     key_column: str | None = None  # Parquet: column used as `key` (else row number)
+    max_file_bytes: int = 256 << 20  # larger image files / tar members: `file_too_large` errors
 
     # Model.
     model: str = "clip-ViT-B-32"
@@ -135,7 +136,8 @@ class _Range:
 
 _RANGES = {
     "embedding_dim": _Range(1), "batch_size": _Range(0), "num_threads": _Range(0),
-    "max_image_pixels": _Range(1), "decode_timeout_s": _Range(0, low_open=True),
+    "max_image_pixels": _Range(1), "max_file_bytes": _Range(1),
+    "decode_timeout_s": _Range(0, low_open=True),
     "decode_ahead": _Range(0),
     "duplicate_threshold": _Range(0, 1, low_open=True),
     "near_duplicate_threshold": _Range(0, 1, low_open=True),

@@ -3,7 +3,9 @@
     MatchInputs -> IndexRecords (ids + sha256 only) -> FindByteCopies
                 -> ReadImages -> SkipByteCopies -> DecodeImages -> EmbedImages
     FindByteCopies + decode/embed errors -> SettleCopiesOfFailures
-    errors of every stage -> WriteErrors; shard status -> WriteShards
+    fingerprints of both reads -> FindChangedFiles
+    errors of every stage -> WriteErrors; shard status -> WriteShards;
+    paths found but not read -> WriteSkipped
 
 Files are read twice: a cheap index pass (hashing, no bytes kept) finds byte
 copies, so the embedding pass decodes and embeds each distinct image once
@@ -25,11 +27,11 @@ from transforms.byte_copies import (
 )
 from transforms.decode import DecodeImages
 from transforms.embed import EmbedImages, SentenceTransformerImageHandler
-from transforms.read import MatchInputs, ReadRecords
+from transforms.read import FindChangedFiles, ListInputs, ReadRecords
 from transforms.write import WriteTable
 
-EMBEDDINGS, ERRORS, SHARDS, EXACT_DUPLICATES = (
-    "embeddings", "errors", "shards", "exact_duplicates")
+EMBEDDINGS, ERRORS, SHARDS, EXACT_DUPLICATES, SKIPPED = (
+    "embeddings", "errors", "shards", "exact_duplicates", "skipped")
 
 
 def build_pipeline(config: Config, staging: str, embedding_dim: int,
@@ -37,10 +39,12 @@ def build_pipeline(config: Config, staging: str, embedding_dim: int,
                    image_size: int = 224) -> beam.Pipeline:
     """The unrun embed pipeline writing its tables below `staging`."""
     p = beam.Pipeline(options=options or PipelineOptions([]))
-    files = p | "MatchInputs" >> MatchInputs(config.inputs)
+    inputs = p | "MatchInputs" >> ListInputs(config.inputs)
+    files = inputs["files"]
 
     index = files | "IndexRecords" >> ReadRecords(
-        config.image_column, config.key_column, with_data=False, report=True)
+        config.image_column, config.key_column, with_data=False, report=True,
+        max_file_bytes=config.max_file_bytes)
     exact_pairs = index.records | "FindByteCopies" >> FindByteCopies()
 
     # Read image bytes only once the index pass is complete. Otherwise the
@@ -48,11 +52,15 @@ def build_pipeline(config: Config, staging: str, embedding_dim: int,
     # image read until the copy set (SkipByteCopies' side input) exists: peak
     # memory grew ~1.6 MiB per image on the local runner (bench/embed.py).
     index_done = exact_pairs | "CountByteCopies" >> beam.combiners.Count.Globally()
-    records = (files
-               | "AfterIndex" >> beam.Map(lambda f, _: f, beam.pvalue.AsSingleton(index_done))
-               | "ReadImages" >> ReadRecords(config.image_column, config.key_column,
-                                             with_data=True, report=False)
-               ).records
+    data = (files
+            | "AfterIndex" >> beam.Map(lambda f, _: f, beam.pvalue.AsSingleton(index_done))
+            | "ReadImages" >> ReadRecords(config.image_column, config.key_column,
+                                          with_data=True, report=False,
+                                          max_file_bytes=config.max_file_bytes))
+    records = data.records
+    # A file rewritten between the two reads: its rows would not match the
+    # index (the run checks these rows and refuses to publish).
+    changed = data.fingerprints | "FindChangedFiles" >> FindChangedFiles(index.fingerprints)
     decoded = (records
                | "SkipByteCopies" >> SkipByteCopies(exact_pairs)
                | "DecodeImages" >> DecodeImages(image_size, config.max_image_pixels,
@@ -73,8 +81,10 @@ def build_pipeline(config: Config, staging: str, embedding_dim: int,
     settled = exact_pairs | "SettleCopiesOfFailures" >> SettleCopiesOfFailures(failures)
     _ = settled.pairs | "WriteExactDuplicates" >> WriteTable(
         staging, EXACT_DUPLICATES, schemas.EXACT_DUPLICATES_SCHEMA, 1)
-    _ = ((index.errors, failures, settled.errors)
+    _ = ((index.errors, failures, settled.errors, changed)
          | "AllErrors" >> beam.Flatten()
          | "WriteErrors" >> WriteTable(staging, ERRORS, schemas.ERRORS_SCHEMA, 1))
     _ = index.shards | "WriteShards" >> WriteTable(staging, SHARDS, schemas.SHARDS_SCHEMA, 1)
+    _ = inputs["skipped"] | "WriteSkipped" >> WriteTable(
+        staging, SKIPPED, schemas.SKIPPED_SCHEMA, 1)
     return p

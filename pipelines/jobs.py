@@ -105,20 +105,27 @@ def _embed(config: Config, folder: RunFolder, options: PipelineOptions, summary:
 
     for table, schema in ((embed_pipeline.ERRORS, schemas.ERRORS_SCHEMA),
                           (embed_pipeline.SHARDS, schemas.SHARDS_SCHEMA),
-                          (embed_pipeline.EXACT_DUPLICATES, schemas.EXACT_DUPLICATES_SCHEMA)):
+                          (embed_pipeline.EXACT_DUPLICATES, schemas.EXACT_DUPLICATES_SCHEMA),
+                          (embed_pipeline.SKIPPED, schemas.SKIPPED_SCHEMA)):
         folder.merge_parts(table, schema)
     shards = read_table(folder.path("shards.parquet"))
     errors = read_table(folder.path("errors.parquet"))
     exact = read_table(folder.path("exact_duplicates.parquet"))
+    skipped = read_table(folder.path("skipped.parquet"))
     embedded = read_table(folder.path(embed_pipeline.EMBEDDINGS), columns=["record_id"])
+    checks.check_inputs_unchanged(errors)
     counts = checks.check_conservation(shards, _ids(embedded, "record_id"),
                                        _ids(exact, "record_id_b"), errors)
+    checks.check_file_budget(errors, shards.num_rows, config.max_error_fraction)
     checks.check_error_budget(errors, counts["records_read"], counts["record_errors"],
                               config.max_error_fraction)
+    failed = checks.failed_files(errors)
+    summary["failed_files"] = failed[:checks.SHOWN_FILES]
     summary["counts"].update(
-        counts, files=shards.num_rows,
+        counts, files=shards.num_rows, files_failed=len(failed),
         shards_not_ended_cleanly=shards.num_rows - int(sum(shards.column("ended_cleanly")
                                                            .to_pylist())),
+        files_skipped=skipped.num_rows, skipped_by_reason=checks.count_by(skipped, "reason"),
         errors_by_stage=checks.count_by(errors, "stage"),
         errors_by_reason=checks.count_by(errors, "reason"))
     return FileSystems.join(folder.staging, embed_pipeline.EMBEDDINGS, "*.parquet")

@@ -18,6 +18,7 @@ plants as copies on purpose.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import io
 import os
 import struct
@@ -30,11 +31,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from transforms.formats.image_files import IMAGE_EXTENSIONS
 from transforms.records import make_record_id
 
-# The corpus run must set this cap (`max_image_pixels`) so that `over_cap` is
-# rejected; the valid images stay well below it.
+# The corpus run must set these caps (`max_image_pixels`, `max_file_bytes`) so
+# that `over_cap` and the oversized files are rejected; valid images stay well
+# below them.
 MAX_IMAGE_PIXELS = 1_000_000
+MAX_FILE_BYTES = 1_000_000
+
+#: Kinds that are valid input a correct run must read (not bad input).
+VALID_KINDS = frozenset({"duplicate_key", "byte_copy_of_valid", "jpeg_other_extension",
+                         "avif", "symlinked_subdirectory", "spark_parquet_folder",
+                         "folder_given_twice"})
 
 READ, DECODE = "read", "decode"
 
@@ -171,6 +180,8 @@ class Corpus:
         default_factory=list)  # (source_uri, key, stage, reason)
     expected_embedded: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     expected_copies: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    expected_skipped: list[tuple[str, str]] = dataclasses.field(
+        default_factory=list)  # (source_uri, reason) of paths found but not read
     kinds: dict[str, int] = dataclasses.field(default_factory=dict)  # kind -> times planted
 
     def plant(self, kind: str) -> None:
@@ -225,7 +236,7 @@ def build_corpus(folder: str, copies: int = 3, valid_per_container: int = 12) ->
             for image-level kinds).
         valid_per_container: valid images in each of the three containers.
     """
-    folder = os.path.abspath(folder)
+    folder = os.path.realpath(folder)  # the run names local files by their real paths
     dirs = {d: os.path.join(folder, d) for d in ("tar", "files", "parquet")}
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
@@ -244,7 +255,10 @@ def build_corpus(folder: str, copies: int = 3, valid_per_container: int = 12) ->
             path = _write(os.path.join(dirs["files"], f"{kind}-{c}.jpg"), make(next(seed)))
             corpus.expected_errors.append((path, path, stage, reason))
             corpus.plant(kind)
-    _write(os.path.join(dirs["files"], "caption.txt"), b"not an input: skipped")
+    for c in range(copies):
+        path = _write(os.path.join(dirs["files"], f"caption-{c}.txt"), b"not an input: skipped")
+        corpus.expected_skipped.append((path, "not_an_input"))
+        corpus.plant("sidecar_not_an_input")
 
     # Tar shard 0: valid images and image-level broken kinds, img2dataset layout.
     uri = os.path.join(dirs["tar"], "00000.tar")
@@ -263,6 +277,12 @@ def build_corpus(folder: str, copies: int = 3, valid_per_container: int = 12) ->
             members += [(f"{key}.jpg", make(next(seed))), (f"{key}.json", b"{}")]
             corpus.expected_errors.append((uri, key, stage, reason))
             corpus.plant(kind)
+    for _ in range(copies):
+        key = f"{n:06d}"
+        n += 1
+        members.append((f"{key}.jpg", _oversized(next(seed))))
+        corpus.expected_errors.append((uri, key, READ, "file_too_large"))
+        corpus.plant("tar_member_over_max_file_bytes")
     _tar(uri, members)
 
     # Tar shards 1..copies: member-level problems, each once per shard.
@@ -279,11 +299,14 @@ def build_corpus(folder: str, copies: int = 3, valid_per_container: int = 12) ->
             ("two.jpg", good[1]), ("two.png", encode(smooth_image(next(seed)), "PNG")),
             ("dup.jpg", good[2]), ("b.jpg", good[3]),
             ("dup.jpg", valid_image(next(seed))),  # same key again, not adjacent
+            ("meta-only.txt", b"again"),  # an image-less key again, not adjacent
         ]
         _tar(uri, members)
         corpus.expected_embedded += [(uri, "a"), (uri, "two"), (uri, "dup"), (uri, "b"),
                                      (uri, "dup")]
         corpus.plant("duplicate_key")
+        corpus.expected_errors.append((uri, "meta-only", READ, "no_image_member"))
+        corpus.plant("sample_without_image_key_repeated")
         for kind, key, reason in (
                 ("member_name_dotdot", "../escape", "bad_member_name"),
                 ("member_name_absolute", "/abs/path", "bad_member_name"),
@@ -387,6 +410,16 @@ def build_corpus(folder: str, copies: int = 3, valid_per_container: int = 12) ->
             corpus.expected_errors.append((path, None, READ, reason))
             corpus.plant(kind)
 
+    _plant_listing_kinds(corpus, folder, dirs, seed, copies)
+    _plant_parquet_kinds(corpus, dirs["parquet"], seed, copies)
+    for c in range(copies):
+        uri = os.path.join(dirs["tar"], f"gzip-{c}.tar")
+        _tar(uri, [("k0.jpg", valid_image(next(seed)))])
+        with open(uri, "rb") as f:
+            _write(uri, gzip.compress(f.read(), mtime=0))
+        corpus.expected_errors.append((uri, None, READ, "corrupt"))
+        corpus.plant("tar_gzip_compressed")
+
     # Byte copies across containers: of a valid image (one embedded, the other
     # a copy) and of a broken one (both reported with the same reason).
     for c in range(copies):
@@ -447,18 +480,134 @@ def compare_run(corpus: Corpus, run_folder: str) -> dict[str, int]:
     duplicated = len(all_ids) - len(set(all_ids))
     if duplicated:
         problems.append(f"{duplicated} record ids appear more than once")
+    skipped = table("skipped.parquet").to_pylist()
+    diff("skipped", [(r["source_uri"], r["reason"]) for r in skipped], corpus.expected_skipped)
     records_read = sum(r["records_read"] for r in shards)
     if records_read != corpus.records:
         problems.append(f"shards say {records_read} records read, corpus has {corpus.records}")
     lost = max(0, corpus.records - len(set(all_ids)))
     if problems:
         raise AssertionError("run does not match the corpus:\n" + "\n".join(problems))
-    return {"kinds_of_bad_input": len([k for k in corpus.kinds if k not in
-                                       ("duplicate_key", "byte_copy_of_valid")]),
-            "bad_inputs_planted": sum(n for k, n in corpus.kinds.items() if k not in
-                                      ("duplicate_key", "byte_copy_of_valid")),
+    return {"kinds_tried": len(corpus.kinds),
+            "kinds_of_bad_input": len([k for k in corpus.kinds if k not in VALID_KINDS]),
+            "bad_inputs_planted": sum(n for k, n in corpus.kinds.items()
+                                      if k not in VALID_KINDS),
             "records_injected": corpus.records,
+            "files_skipped": len(skipped),
             "broken_records": corpus.broken_records,
             "shard_level_errors": len(corpus.expected_errors) - corpus.broken_records,
             "embedded": len(embedded), "exact_copies": len(exact),
             "records_lost": lost, "records_duplicated": duplicated}
+
+
+def _oversized(seed: int) -> bytes:
+    """A valid JPEG padded past `MAX_FILE_BYTES` (decoders ignore bytes after EOI)."""
+    blob = valid_image(seed)
+    return blob + bytes(MAX_FILE_BYTES + 1 - len(blob))
+
+
+def _plant_listing_kinds(corpus: Corpus, folder: str, dirs: dict[str, str], seed,
+                         copies: int) -> None:
+    """Paths the listing must read, refuse (an error row) or list as skipped."""
+    files = dirs["files"]
+    for c in range(copies):
+        ext = ("jfif", "jpe", "jif")[c % 3]
+        path = _write(os.path.join(files, f"other-name-{c}.{ext}"), valid_image(next(seed)))
+        corpus.expected_embedded.append((path, path))
+        corpus.plant("jpeg_other_extension")
+
+        path = _write(os.path.join(files, f"photo-{c}.avif"),
+                      encode(smooth_image(next(seed)), "AVIF"))
+        if "avif" in IMAGE_EXTENSIONS:
+            corpus.expected_embedded.append((path, path))
+        else:
+            corpus.expected_skipped.append((path, "unsupported_format"))
+        corpus.plant("avif")
+
+        path = _write(os.path.join(files, f"photo-{c}.heic"),
+                      b"\0\0\0\x18ftypheic" + struct.pack(">I", c) + b"mif1heic")
+        corpus.expected_skipped.append((path, "unsupported_format"))
+        corpus.plant("heic_file")
+
+        for ext in (".tgz", ".tar.gz"):
+            path = _write(os.path.join(files, f"shard-{c}{ext}"),
+                          gzip.compress(_tar(os.path.join(folder, "scratch.tar"),
+                                             [("k.jpg", valid_image(next(seed)))]), mtime=0))
+            corpus.expected_skipped.append((path, "unsupported_format"))
+        corpus.plant("tar_gzip_named_tgz")
+
+        path = os.path.join(files, f"fifo-{c}.jpg")
+        os.mkfifo(path)
+        corpus.expected_errors.append((path, path, READ, "not_a_regular_file"))
+        corpus.plant("fifo_named_jpg")
+
+        path = os.path.join(files, f"zero-{c}.jpg")
+        os.symlink("/dev/zero", path)
+        corpus.expected_errors.append((path, path, READ, "not_a_regular_file"))
+        corpus.plant("symlink_to_dev_zero")
+
+        path = os.path.join(files, f"dangling-{c}.jpg")
+        os.symlink(os.path.join(folder, "missing", f"{c}.jpg"), path)
+        corpus.expected_skipped.append((path, "dangling_symlink"))
+        corpus.plant("dangling_symlink")
+
+        path = _write(os.path.join(files, f"big-{c}.jpg"), _oversized(next(seed)))
+        corpus.expected_errors.append((path, path, READ, "file_too_large"))
+        corpus.plant("file_over_max_file_bytes")
+
+        outside = os.path.join(folder, f"outside-{c}")
+        os.makedirs(outside)
+        path = _write(os.path.join(outside, "linked.jpg"), valid_image(next(seed)))
+        os.symlink(outside, os.path.join(files, f"linked-{c}"))
+        corpus.expected_embedded.append((path, path))
+        corpus.plant("symlinked_subdirectory")
+    os.remove(os.path.join(folder, "scratch.tar"))
+
+    # The same folder under other spellings: read once, no byte copies of itself.
+    alias = os.path.join(folder, "files-alias")
+    os.symlink(files, alias)
+    for spelling in (alias, files + "/./", os.path.join(dirs["tar"], "..", "files")):
+        corpus.inputs.append(spelling)
+        corpus.plant("folder_given_twice")
+
+
+def _corrupt_page_parquet(path: str, blobs: list[bytes]) -> None:
+    """Row groups of two rows; the second one's data page header overwritten."""
+    pq.write_table(pa.table({"image": pa.array(blobs, pa.binary())}), path,
+                   row_group_size=2, use_dictionary=False)
+    offset = pq.ParquetFile(path).metadata.row_group(1).column(0).data_page_offset
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\xff" * 8)
+
+
+def _plant_parquet_kinds(corpus: Corpus, folder: str, seed, copies: int) -> None:
+    for c in range(copies):
+        uri = os.path.join(folder, f"corrupt-page-{c}.parquet")
+        _corrupt_page_parquet(uri, [valid_image(next(seed)) for _ in range(6)])
+        corpus.expected_embedded += [(uri, str(r)) for r in (0, 1, 4, 5)]
+        corpus.expected_errors += [(uri, str(r), READ, "corrupt") for r in (2, 3)]
+        corpus.plant("parquet_corrupt_page")
+
+        good = pa.array([valid_image(next(seed))], pa.binary())
+        uri = _parquet(os.path.join(folder, f"two-image-columns-{c}.parquet"),
+                       pa.Table.from_arrays([good, good], names=["image", "image"]))
+        corpus.expected_errors.append((uri, None, READ, "schema_mismatch"))
+        corpus.plant("parquet_two_image_columns")
+
+        hf = pa.StructArray.from_arrays([good, pa.array([c])], names=["bytes", "path"])
+        uri = _parquet(os.path.join(folder, f"path-not-string-{c}.parquet"), pa.table({"image": hf}))
+        corpus.expected_errors.append((uri, None, READ, "schema_mismatch"))
+        corpus.plant("parquet_struct_path_not_string")
+
+        spark = os.path.join(folder, f"spark-{c}.parquet")  # a folder, as Spark writes
+        os.makedirs(spark)
+        for part in range(2):
+            uri = _parquet(os.path.join(spark, f"part-0000{part}.snappy.parquet"),
+                           pa.table({"image": pa.array([valid_image(next(seed))], pa.binary())}))
+            corpus.expected_embedded.append((uri, "0"))
+            crc = _write(os.path.join(spark, f".part-0000{part}.snappy.parquet.crc"), b"crc")
+            corpus.expected_skipped.append((crc, "not_an_input"))
+        corpus.expected_skipped.append((_write(os.path.join(spark, "_SUCCESS"), b""),
+                                        "not_an_input"))
+        corpus.plant("spark_parquet_folder")

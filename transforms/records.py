@@ -36,6 +36,13 @@ MISSING_BYTES = "missing_bytes"
 INFERENCE_FAILED = "inference_failed"
 DECODE_TIMEOUT = "decode_timeout"  # decoding ran past decode_timeout_s (isolated decoding)
 DECODER_CRASHED = "decoder_crashed"  # the decoding subprocess died (isolated decoding)
+NOT_A_REGULAR_FILE = "not_a_regular_file"  # a FIFO, device or socket named like an input
+FILE_TOO_LARGE = "file_too_large"  # an image file or tar member over max_file_bytes
+CHANGED_DURING_RUN = "changed_during_run"  # the data pass read other bytes than the index pass
+
+# Reasons a matched path is not read at all (the `reason` of `skipped.parquet`).
+NOT_AN_INPUT = "not_an_input"  # extension of no input kind (.json, .txt sidecars)
+DANGLING_SYMLINK = "dangling_symlink"
 
 # Object addresses ("<_io.BytesIO object at 0x7f...>") differ on every run;
 # error messages must not, so that reruns give identical errors tables.
@@ -99,7 +106,7 @@ def error_row(stage: str, reason: str, message: str, *, source_uri: str,
         "key": key,
         "stage": stage,
         "reason": reason,
-        "message": _ADDRESS.sub("", message)[:2000],
+        "message": " ".join(_ADDRESS.sub("", message).split())[:2000],  # one line
     }
 
 

@@ -105,3 +105,12 @@ DROP_SCHEMA = pa.schema(
         pa.field("keeper_id", pa.string(), nullable=False),
     ]
 )
+
+#: `skipped`: one row per path an input pattern found but the run did not read.
+SKIPPED_SCHEMA = pa.schema(
+    [
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),  # not_an_input / unsupported_format / ...
+        pa.field("message", pa.string(), nullable=False),
+    ]
+)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipelines.checks import RunCheckError, check_conservation, check_error_budget
+from pipelines.checks import (
+    RunCheckError,
+    check_conservation,
+    check_error_budget,
+    check_file_budget,
+    check_inputs_unchanged,
+    failed_files,
+)
 from transforms import schemas
 
 
@@ -51,3 +58,37 @@ def test_error_budget_names_worst_files_by_error_rows():
     assert "6 of 30 records failed" in message
     assert message.index("b.tar (5)") < message.index("c.tar (1)")
     assert "a.tar" not in message
+
+
+def _file_errors(rows):
+    return pa.Table.from_pylist([{"record_id": None, "source_uri": u, "key": None,
+                                  "stage": "read", "reason": r, "message": f"{u} is bad"}
+                                 for u, r in rows], schema=schemas.ERRORS_SCHEMA)
+
+
+def test_file_budget_counts_files_that_failed_whole():
+    """Nine of ten shards unreadable: no record error at all, yet the run fails
+    and the message names the files with their reasons."""
+    errors = _file_errors([(f"s{i}.tar", "corrupt") for i in range(9)])
+    check_error_budget(errors, 5, 0, 0.05)  # the record budget alone passes
+    with pytest.raises(RunCheckError) as info:
+        check_file_budget(errors, 10, 0.05)
+    message = str(info.value)
+    assert "9 of 10 input files failed as a whole" in message
+    assert "s0.tar (corrupt: s0.tar is bad)" in message and "and 4 more" in message
+    check_file_budget(errors, 10, 0.9)  # 90% is within a 90% budget
+
+
+def test_failed_files_one_row_per_file_ignoring_record_errors():
+    errors = pa.concat_tables([_file_errors([("b.tar", "shard_truncated"),
+                                             ("a.parquet", "schema_mismatch"),
+                                             ("b.tar", "corrupt")]),
+                               _errors([("e1", "c.jpg")])])
+    assert [(f["source_uri"], f["reason"]) for f in failed_files(errors)] == [
+        ("a.parquet", "schema_mismatch"), ("b.tar", "corrupt")]
+
+
+def test_changed_input_files_fail_the_run_by_name():
+    check_inputs_unchanged(_file_errors([("a.tar", "corrupt")]))
+    with pytest.raises(RunCheckError, match="changed while the run read them.*x.jpg"):
+        check_inputs_unchanged(_file_errors([("x.jpg", "changed_during_run")]))

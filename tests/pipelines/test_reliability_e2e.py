@@ -15,6 +15,7 @@ import sys
 import time
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -34,7 +35,8 @@ def corpus_env(tmp_path_factory, tiny_model):
     config_path = str(root / "corpus.yaml")
     with open(config_path, "w") as f:
         yaml.safe_dump({"inputs": corpus.inputs, "model": tiny_model,
-                        "max_image_pixels": hc.MAX_IMAGE_PIXELS, "max_error_fraction": 1.0,
+                        "max_image_pixels": hc.MAX_IMAGE_PIXELS, "max_file_bytes": hc.MAX_FILE_BYTES,
+                        "max_error_fraction": 1.0,
                         "batch_size": 8}, f)
     config = load_config(config_path).replace(output=str(root / "out"), run_id="clean")
     clean = execute(config, [])
@@ -163,3 +165,76 @@ def test_sigkill_mid_run_publishes_nothing_and_rerun_matches(corpus_env):
     assert sorted(os.listdir(os.path.join(rerun["run_folder"], "embeddings"))) == [
         "part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]
     assert_same_tables(clean, rerun["run_folder"])
+
+
+def _small_config(tiny_model, root, inputs, **changes):
+    return load_config(None).replace(inputs=inputs, model=tiny_model, output=str(root / "out"),
+                                     batch_size=8, **changes)
+
+
+def test_unreadable_files_count_in_the_error_budget(tmp_path, tiny_model):
+    """Nine of ten shards gzip-compressed under a .tar name: no record error,
+    but the run fails naming them, and publishes nothing."""
+    import gzip
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for s in range(10):
+        raw = hc._tar(str(shards / f"{s}.tar"), [(f"k{s}.jpg", hc.valid_image(s))])
+        if s:
+            (shards / f"{s}.tar").write_bytes(gzip.compress(raw))
+    config = _small_config(tiny_model, tmp_path, [str(shards / "*.tar")], run_id="budget")
+    with pytest.raises(RuntimeError, match=r"9 of 10 input files failed as a whole .*1\.tar "
+                                           r"\(corrupt: not a readable tar archive \(the file is "
+                                           r"gzip-compressed"):
+        execute(config, [])
+    assert not os.path.exists(tmp_path / "out" / "budget")
+
+
+def test_console_summary_names_files_that_failed_whole(tmp_path, tiny_model, capsys):
+    from pipelines.cli import run
+
+    data = tmp_path / "data"
+    data.mkdir()
+    hc._tar(str(data / "good.tar"), [("a.jpg", hc.valid_image(1))])
+    hc._parquet(str(data / "no-image.parquet"),
+                pa.table({"jpeg": pa.array([hc.valid_image(2)], pa.binary())}))
+    (data / "notes.txt").write_text("sidecar")
+    assert run(["embed", "--input", str(data), "--model", tiny_model, "--output",
+                str(tmp_path / "out"), "--run-id", "r", "--max-error-fraction", "1.0"]) == 0
+    out = capsys.readouterr().out
+    assert f"files that failed as a whole: 1, e.g. {data / 'no-image.parquet'} " \
+           "(schema_mismatch: column 'image' appears 0 times" in out
+    assert "files not read: 1 {'not_an_input': 1} (listed in skipped.parquet)" in out
+    skipped = pq.read_table(tmp_path / "out" / "r" / "skipped.parquet").to_pylist()
+    assert [(r["source_uri"], r["reason"]) for r in skipped] == [
+        (str((data / "notes.txt").resolve()), "not_an_input")]
+
+
+def test_file_changed_between_the_two_reads_is_reported_not_published(tmp_path, tiny_model,
+                                                                      monkeypatch):
+    """a.jpg is rewritten (into a copy of b.jpg) after the index pass read it:
+    the data pass must not publish rows the index does not describe."""
+    data = tmp_path / "data"
+    data.mkdir()
+    a, b = data / "a.jpg", data / "b.jpg"
+    a.write_bytes(hc.valid_image(1))
+    b.write_bytes(hc.valid_image(2))
+    opened = []
+    real_open = FileSystems.open
+
+    def open_and_change(path, *args, **kwargs):
+        opened.append(path)
+        if path.endswith("a.jpg") and opened.count(path) == 2:  # the data pass
+            a.write_bytes(b.read_bytes())
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(FileSystems, "open", staticmethod(open_and_change))
+    config = _small_config(tiny_model, tmp_path, [str(data)], run_id="changed")
+    with pytest.raises(RuntimeError, match=r"1 input file\(s\) changed while the run read "
+                                           r"them.*a\.jpg"):
+        execute(config, [])
+    assert not os.path.exists(tmp_path / "out" / "changed")
+    errors = pq.read_table(tmp_path / "out" / "_staging-changed" / "errors.parquet").to_pylist()
+    assert [(os.path.basename(e["source_uri"]), e["reason"]) for e in errors] == [
+        ("a.jpg", "changed_during_run")]

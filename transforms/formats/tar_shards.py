@@ -8,8 +8,10 @@ image extension, other members (`.json`, `.txt`) are metadata and skipped.
 the first member, so after iteration the reader checks that the rest of the
 file is end-of-archive zero padding and reports the shard otherwise. Members
 are never extracted to disk; names with `..`, absolute names and links are
-rejected. Each record's id includes the member's header offset, so duplicate
-keys in one shard keep unique ids.
+rejected. Each record's id includes a member's header offset (the image
+member's, or the first member's for a sample without an image), so keys that
+repeat in one shard keep unique ids. A member larger than `max_member_bytes`
+is an error row, never read into memory.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from transforms.formats.image_files import IMAGE_EXTENSIONS
 
 BLOCK = 512
 _MIN_END_PADDING = 2 * BLOCK  # a tar ends with two zero blocks
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def sample_key(member_name: str) -> tuple[str, str]:
@@ -51,27 +54,32 @@ def _padding_problem(fileobj: IO[bytes], end: int) -> str | None:
     return None
 
 
-def read_tar_shard(uri: str, fileobj: IO[bytes]) -> Iterator[R.ImageRecord | dict[str, Any]]:
+def read_tar_shard(uri: str, fileobj: IO[bytes], max_member_bytes: int | None = None
+                   ) -> Iterator[R.ImageRecord | dict[str, Any]]:
     """Yields one record per sample with an image, and error rows.
 
     Args:
         uri: the shard's uri, used in ids and error rows.
         fileobj: the shard, open for binary reading and seekable.
+        max_member_bytes: larger image members are `file_too_large` errors.
     """
     def shard_error(reason: str, message: str) -> dict[str, Any]:
         return R.error_row(R.READ, reason, message, source_uri=uri)
 
-    if not fileobj.read(1):
+    head = fileobj.read(2)
+    if not head:
         yield shard_error(R.EMPTY_FILE, "zero bytes")
         return
     fileobj.seek(0)
     try:
         archive = tarfile.open(fileobj=fileobj, mode="r:")
     except tarfile.TarError as exc:  # the first header is unreadable: not a tar at all
-        yield shard_error(R.CORRUPT, f"not a readable tar archive: {exc}")
+        gzip = " (the file is gzip-compressed: decompress it)" if head == _GZIP_MAGIC else ""
+        yield shard_error(R.CORRUPT, f"not a readable tar archive{gzip}: {exc}")
         return
 
     current_key: str | None = None
+    first_offset = 0  # header offset of the current sample's first member
     image: tuple[tarfile.TarInfo, str] | None = None  # the sample's image member
     end = 0  # offset just past the last member read
 
@@ -81,9 +89,15 @@ def read_tar_shard(uri: str, fileobj: IO[bytes]) -> Iterator[R.ImageRecord | dic
         if image is None:
             yield R.error_row(R.READ, R.NO_IMAGE_MEMBER, "sample has no image member",
                               source_uri=uri, key=current_key,
-                              record_id=R.make_record_id(uri, f"sample:{current_key}"))
+                              record_id=R.make_record_id(uri, f"tar:{first_offset}"))
             return
         member, key = image
+        if max_member_bytes is not None and member.size > max_member_bytes:
+            yield R.error_row(R.READ, R.FILE_TOO_LARGE,
+                              f"{member.name}: {member.size} bytes > max_file_bytes "
+                              f"{max_member_bytes}", source_uri=uri, key=key,
+                              record_id=R.make_record_id(uri, f"tar:{member.offset}"))
+            return
         try:
             data = archive.extractfile(member).read()
         except tarfile.TarError as exc:  # member data cut short
@@ -110,7 +124,7 @@ def read_tar_shard(uri: str, fileobj: IO[bytes]) -> Iterator[R.ImageRecord | dic
                 continue
             if key != current_key:
                 yield from finish_sample()
-                current_key, image = key, None
+                current_key, first_offset, image = key, member.offset, None
             if suffix.rsplit(".", 1)[-1] not in IMAGE_EXTENSIONS:
                 continue
             if image is None:

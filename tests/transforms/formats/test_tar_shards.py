@@ -72,3 +72,31 @@ def test_not_a_tar(tmp_path):
     path.write_bytes(b"hello" * 10)
     items = _read(str(path))
     assert len(items) == 1 and items[0]["record_id"] is None
+
+
+def test_image_less_key_repeated_non_adjacently_keeps_unique_ids(tmp_path):
+    jpg = encode(random_image(1))
+    path = write_tar(str(tmp_path / "s.tar"), [("k.json", b"{}"), ("other.jpg", jpg),
+                                               ("k.txt", b"again")])
+    errors = [i for i in _read(path) if isinstance(i, dict)]
+    assert [e["reason"] for e in errors] == [R.NO_IMAGE_MEMBER, R.NO_IMAGE_MEMBER]
+    assert len({e["record_id"] for e in errors}) == 2
+
+
+def test_member_over_max_bytes_is_an_error_not_read(tmp_path):
+    small, big = encode(random_image(1)), encode(random_image(2)) + bytes(5000)
+    path = write_tar(str(tmp_path / "s.tar"), [("a.jpg", small), ("b.jpg", big)])
+    with open(path, "rb") as f:
+        items = list(read_tar_shard(path, f, max_member_bytes=len(small)))
+    assert isinstance(items[0], R.ImageRecord)
+    assert items[1]["reason"] == R.FILE_TOO_LARGE and items[1]["key"] == "b"
+
+
+def test_gzip_compressed_tar_is_named_in_the_error(tmp_path):
+    import gzip
+
+    path = write_tar(str(tmp_path / "s.tar"), [("a.jpg", encode(random_image(1)))])
+    raw = open(path, "rb").read()
+    open(path, "wb").write(gzip.compress(raw))
+    (item,) = _read(path)
+    assert item["reason"] == R.CORRUPT and "gzip-compressed" in item["message"]
