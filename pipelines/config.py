@@ -57,6 +57,9 @@ class Config:
     recall_sample_size: int = 1000  # rows searched exactly to measure recall (0 = skip)
     recall_target: float = 0.99  # lower sampled recall is flagged in summary.json
     mining_seed: int = 0  # k-means and sampling seed (same seed, same pairs)
+    # `mine` on a table made elsewhere: its id and vector columns.
+    id_column: str = "record_id"
+    embedding_column: str = "embedding"
     # Groups and the keep/drop manifest.
     keeper_rule: str = "-area,-file_size,record_id"  # fields: area,width,height,file_size,record_id
     drop_near_duplicates: bool = True  # False: only exact copies and duplicates are dropped
@@ -98,6 +101,9 @@ class Config:
         from transforms.mining.groups import parse_keeper_rule
 
         parse_keeper_rule(self.keeper_rule)  # raises on unknown fields
+        if not (isinstance(self.id_column, str) and self.id_column
+                and isinstance(self.embedding_column, str) and self.embedding_column):
+            raise ValueError("id_column and embedding_column must be column names")
         if not 0.0 <= self.max_error_fraction <= 1.0:
             raise ValueError("max_error_fraction must be within [0, 1]")
 
