@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--id-column", help="id column of the embeddings table (default record_id)")
     mine.add_argument("--embedding-column",
                       help="vector column of the embeddings table (default embedding)")
-    mine.add_argument("--keeper-rule", help="keeper order, e.g. -area,-file_size,record_id")
+    mine.add_argument("--keeper-rule", help="keeper order, e.g. --keeper-rule=-area,-file_size,record_id")
     stand_in = sub.add_parser("make-stand-in",
                               help="write a random-weight CLIP in sentence-transformers format")
     stand_in.add_argument("--size", choices=("tiny", "base"), default="tiny")

@@ -73,13 +73,27 @@ def match_files(patterns: str | list[str]) -> list[str]:
     return sorted(files)
 
 
+def open_parquet(path: str) -> pq.ParquetFile:
+    """A Parquet file of a local path or any Beam filesystem.
+
+    Never over a Python file object: Arrow reads those on its IO threads,
+    which take the GIL to release the buffers, and one still doing so while
+    the interpreter exits aborts the process ("terminate called without an
+    active exception"). Local files are opened natively; remote ones are read
+    into memory first.
+    """
+    if "://" not in path:
+        return pq.ParquetFile(path)
+    with FileSystems.open(path) as f:
+        return pq.ParquetFile(pa.BufferReader(f.read()))
+
+
 def _read_columns(path: str, columns: list[str], id_column: str = "record_id",
                   embedding_column: str = "embedding") -> pa.Table:
     """`columns` of one embeddings file, after checking it has an id and a vector column."""
-    with FileSystems.open(path) as f:
-        pf = pq.ParquetFile(f)
-        check_schema(path, pf.schema_arrow, id_column, embedding_column)
-        return pf.read(columns=columns)
+    pf = open_parquet(path)
+    check_schema(path, pf.schema_arrow, id_column, embedding_column)
+    return pf.read(columns=columns)
 
 
 def ids_as_strings(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:

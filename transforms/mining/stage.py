@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transforms.mine import EmbeddingsTableError, check_schema, ids_as_strings
+from transforms.mine import EmbeddingsTableError, check_schema, ids_as_strings, open_parquet
 from transforms.mining import mine_pairs
 from transforms.mining.groups import build_groups, pair_tables, resolve_keeper_rule
 from transforms.mining.manifest_text import text
@@ -57,15 +57,12 @@ def read_records(files: list[str], id_column: str = "record_id",
     missing column, a column of the wrong type, or an id found twice (naming
     the files, also when the id is in two different inputs).
     """
-    from apache_beam.io.filesystems import FileSystems
-
     parts, origin, seen = [], [], set()
     for path in files:
-        with FileSystems.open(path) as f:
-            pf = pq.ParquetFile(f)
-            check_schema(path, pf.schema_arrow, id_column, embedding_column)
-            present = [c for c in METADATA_TYPES if c in pf.schema_arrow.names and c != id_column]
-            table = pf.read(columns=[id_column] + present)
+        pf = open_parquet(path)
+        check_schema(path, pf.schema_arrow, id_column, embedding_column)
+        present = [c for c in METADATA_TYPES if c in pf.schema_arrow.names and c != id_column]
+        table = pf.read(columns=[id_column] + present)
         seen.update(present)
         columns = {"record_id": ids_as_strings(table.column(id_column))}
         for name, typ in METADATA_TYPES.items():
