@@ -247,11 +247,19 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
 
 
 def _as_pattern(path: str | list[str]) -> str | list[str]:
-    """A file, folder or glob of embeddings Parquet files -> a glob (each, for a list)."""
+    """A file, folder or glob of embeddings Parquet files -> a glob (each, for a list).
+
+    A published run folder stands for its `embeddings/` (its other tables are
+    not embeddings).
+    """
     if not isinstance(path, str):
         return [_as_pattern(p) for p in path]
     if any(c in path for c in "*?["):
         return path
+    run = path.rstrip("/")
+    if (FileSystems.exists(FileSystems.join(run, "_SUCCESS"))
+            and FileSystems.exists(FileSystems.join(run, "embeddings"))):
+        return FileSystems.join(run, "embeddings", "*.parquet")
     if path.endswith(".parquet") and not (not is_remote(path) and os.path.isdir(path)):
         return path
     return FileSystems.join(path.rstrip("/"), "*.parquet")

@@ -116,10 +116,12 @@ def test_missing_columns_fail_in_one_line_naming_them(tmp_path):
 
 def test_a_glob_inside_a_run_keeps_its_exact_copies(tmp_path):
     ids, copy = _run_folder(tmp_path / "run1", "a")
-    for spec in ([str(tmp_path / "run1" / "embeddings" / "*.parquet")],
-                 [str(tmp_path / "run1" / "embeddings" / "part-00000-of-00002.parquet"),
-                  str(tmp_path / "run1" / "embeddings" / "part-00001-of-00002.parquet")]):
-        run = _mine(tmp_path, *sum((["--embeddings", s] for s in spec), []), run_id=f"m{len(spec)}")
+    (tmp_path / "run1" / "_SUCCESS").write_text("{}")
+    for n, spec in enumerate(([str(tmp_path / "run1" / "embeddings" / "*.parquet")],
+                              [str(tmp_path / "run1")],
+                              [str(tmp_path / "run1" / "embeddings" / "part-00000-of-00002.parquet"),
+                               str(tmp_path / "run1" / "embeddings" / "part-00001-of-00002.parquet")])):
+        run = _mine(tmp_path, *sum((["--embeddings", s] for s in spec), []), run_id=f"m{n}")
         drop = {r["record_id"]: r for r in pq.read_table(run / "drop.parquet").to_pylist()}
         assert drop[copy]["reason"] == "exact_copy"
         assert drop[copy]["source_uri"] == str(tmp_path / "run1" / "files" / "a copy.jpg")
