@@ -192,6 +192,10 @@ def _groups(config: Config, records: pa.Table, folder: RunFolder,
     for name, lines in (("keep", res.keep_lines), ("drop", res.drop_lines)):
         with FileSystems.create(folder.path(f"{name}.txt")) as f:
             f.write(text(lines))
+    if res.stats["rows_without_source_uri"]:
+        log.warning("%d manifest rows have no source_uri (the mined table has none): "
+                    "their keep.txt/drop.txt lines are record ids",
+                    res.stats["rows_without_source_uri"])
     source = (sources[0] if len(sources) == 1 else sources) if sources else None
     return dict(res.stats, exact_duplicates_source=source)
 
