@@ -162,3 +162,13 @@ def test_a_table_without_sizes_uses_what_it_has():
         resolve_keeper_rule("-file_size", ["record_id", "width", "height"])
     with pytest.raises(ValueError, match="needs column width"):
         build_groups(rec, _pairs([(0, 1, 0.9995)], 3), keeper_rule="-area")
+
+
+def test_copies_from_an_older_exact_duplicates_table_are_kept_with_null_location():
+    old = pa.table({"record_id_a": ["a"], "record_id_b": ["a2"], "sha256": ["x"]})
+    res = build_groups(_records(["a"]), Pairs(np.empty(0, np.int64), np.empty(0, np.int64),
+                                              np.empty(0, np.float32)), old)
+    (row,) = res.drop.to_pylist()
+    assert row["record_id"] == "a2" and row["source_uri"] is None and row["key"] is None
+    assert row["keeper_source_uri"] == "mem://s.tar" and res.drop_lines == ["a2"]
+    assert res.stats["rows_without_source_uri"] == 1
