@@ -101,9 +101,6 @@ class Config:
         from transforms.mining.groups import parse_keeper_rule
 
         parse_keeper_rule(self.keeper_rule)  # raises on unknown fields
-        if not (isinstance(self.id_column, str) and self.id_column
-                and isinstance(self.embedding_column, str) and self.embedding_column):
-            raise ValueError("id_column and embedding_column must be column names")
         if not 0.0 <= self.max_error_fraction <= 1.0:
             raise ValueError("max_error_fraction must be within [0, 1]")
 
