@@ -74,8 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(sub.add_parser("embed", help="stage 1: images -> Parquet embeddings"))
     mine = sub.add_parser("mine", help="stage 2: Parquet embeddings -> pair tables")
     _add_common(mine, stage_flags=False)
-    mine.add_argument("--embeddings", required=True,
-                      help="embeddings table: Parquet file, folder of them, or glob")
+    mine.add_argument("--embeddings", required=True, action="extend", nargs="+",
+                      help="embeddings table: Parquet file, folder of them, or glob; several "
+                           "(repeat the flag, or list them) are mined together, ids unique "
+                           "across them")
+    mine.add_argument("--id-column", help="id column of the embeddings table (default record_id)")
+    mine.add_argument("--embedding-column",
+                      help="vector column of the embeddings table (default embedding)")
+    mine.add_argument("--keeper-rule", help="keeper order, e.g. --keeper-rule=-area,-file_size,record_id")
     stand_in = sub.add_parser("make-stand-in",
                               help="write a random-weight CLIP in sentence-transformers format")
     stand_in.add_argument("--size", choices=("tiny", "base"), default="tiny")
@@ -150,7 +156,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         output=args.output, run_id=args.run_id, mode=args.mode,
         duplicate_threshold=args.duplicate_threshold,
         near_duplicate_threshold=args.near_duplicate_threshold,
-        **({} if args.command == "mine" else dict(
+        **(dict(id_column=args.id_column, embedding_column=args.embedding_column,
+                keeper_rule=args.keeper_rule) if args.command == "mine" else dict(
             inputs=args.inputs, model=args.model, device=args.device,
             batch_size=args.batch_size, backend=args.backend, num_threads=args.num_threads,
             max_error_fraction=args.max_error_fraction)))

@@ -61,6 +61,9 @@ class Config:
     recall_sample_size: int = 1000  # rows searched exactly to measure recall (0 = skip)
     recall_target: float = 0.99  # lower sampled recall is flagged in summary.json
     mining_seed: int = 0  # k-means and sampling seed (same seed, same pairs)
+    # `mine` on a table made elsewhere: its id and vector columns.
+    id_column: str = "record_id"
+    embedding_column: str = "embedding"
     # Groups and the keep/drop manifest.
     keeper_rule: str = "-area,-file_size,record_id"  # fields: area,width,height,file_size,record_id
     drop_near_duplicates: bool = True  # False: only exact copies and duplicates are dropped
@@ -148,7 +151,8 @@ _RANGES = {
 }
 _CHOICES = {"mode": MODES, "decode_isolation": ("none", "subprocess"),
             "decode_overlap": ("auto", True, False)}
-_NON_EMPTY = {"inputs", "image_column", "key_column", "model"}  # strings, or list items
+# Strings, or list items, that may not be empty.
+_NON_EMPTY = {"inputs", "image_column", "key_column", "model", "id_column", "embedding_column"}
 _TYPES = typing.get_type_hints(Config)
 
 

@@ -131,10 +131,24 @@ def _embed(config: Config, folder: RunFolder, options: PipelineOptions, summary:
     return FileSystems.join(folder.staging, embed_pipeline.EMBEDDINGS, "*.parquet")
 
 
-def _mine(config: Config, embeddings: str, folder: RunFolder, options: PipelineOptions,
-          summary: dict, exact_duplicates: str | None = None) -> None:
+def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
+          options: PipelineOptions, summary: dict,
+          exact_duplicates: str | list[str] | None = None) -> None:
+    from transforms.mine import match_files
+    from transforms.mining.groups import resolve_keeper_rule
+    from transforms.mining.stage import read_records
+
+    patterns = [embeddings] if isinstance(embeddings, str) else list(embeddings)
+    # Ids, metadata and the keeper rule are checked before any pipeline runs, so a
+    # table made elsewhere fails in one line, not after mining.
+    records = read_records(match_files(patterns), config.id_column, config.embedding_column)
+    rule, left_out = resolve_keeper_rule(config.keeper_rule, records.column_names,
+                                         "the embeddings table")
+    if left_out:
+        log.warning("embeddings table has no column for keeper fields %s: keepers chosen by %r",
+                    left_out, rule)
     started = time.monotonic()
-    _run(mine_pipeline.build_pipeline(config, embeddings, folder.staging, options))
+    _run(mine_pipeline.build_pipeline(config, patterns, folder.staging, options))
     summary["timings"]["mine_seconds"] = round(time.monotonic() - started, 3)
     for table in (mine_pipeline.DUPLICATES, mine_pipeline.NEAR_DUPLICATES):
         folder.merge_parts(table, schemas.PAIRS_SCHEMA)
@@ -144,58 +158,65 @@ def _mine(config: Config, embeddings: str, folder: RunFolder, options: PipelineO
     summary["counts"].update(duplicates=stats["duplicates"],
                              near_duplicates=stats["near_duplicates"])
     started = time.monotonic()
-    group_stats = _groups(config, embeddings, folder, exact_duplicates)
+    group_stats = _groups(config, records, folder, exact_duplicates, rule)
+    group_stats["keeper_fields_left_out"] = left_out
     summary["timings"]["groups_seconds"] = round(time.monotonic() - started, 3)
     summary["groups"] = group_stats
     summary["counts"].update(kept=group_stats["kept"], dropped=group_stats["dropped"])
 
 
-def _groups(config: Config, embeddings: str, folder: RunFolder,
-            exact_duplicates: str | None) -> dict:
-    """Groups, keepers and the keep/drop manifest (needs ids, sizes and pairs, not vectors)."""
+def _groups(config: Config, records: pa.Table, folder: RunFolder,
+            exact_duplicates: str | list[str] | None, keeper_rule: str) -> dict:
+    """Groups, keepers and the keep/drop manifest (needs ids, metadata and pairs, not vectors).
+
+    Writes groups/keep/drop.parquet and keep.txt / drop.txt (one line per
+    row, see `transforms.mining.manifest_text`).
+    """
     import pyarrow.parquet as pq
 
     from transforms.mining.groups import build_groups
-    from transforms.mining.stage import METADATA_COLUMNS, pairs_from_table
+    from transforms.mining.manifest_text import text
+    from transforms.mining.stage import pairs_from_table
 
-    files = sorted(m.path for m in FileSystems.match([embeddings])[0].metadata_list)
-    parts = []
-    for path in files:
-        with FileSystems.open(path) as f:
-            parts.append(pq.read_table(f, columns=METADATA_COLUMNS))
-    records = pa.concat_tables(parts).sort_by("record_id")
+    records = records.sort_by("record_id")
     pair_table = pa.concat_tables([read_table(folder.path(f"{t}.parquet"))
                                    for t in (mine_pipeline.DUPLICATES,
                                              mine_pipeline.NEAR_DUPLICATES)])
-    exact = (read_table(exact_duplicates)
-             if exact_duplicates and FileSystems.exists(exact_duplicates) else None)
+    sources = ([exact_duplicates] if isinstance(exact_duplicates, str)
+               else list(exact_duplicates or []))
+    sources = [s for s in sources if FileSystems.exists(s)]
+    # Tables of older runs lack the location columns; their copies get null ones.
+    exact = (pa.concat_tables([read_table(s) for s in sources], promote_options="default")
+             if sources else None)
     res = build_groups(records, pairs_from_table(pair_table, records), exact,
                        duplicate_threshold=config.duplicate_threshold,
                        near_duplicate_threshold=config.near_duplicate_threshold,
                        drop_near_duplicates=config.drop_near_duplicates,
-                       keeper_rule=config.keeper_rule)
+                       keeper_rule=keeper_rule)
     for name, table in (("groups", res.groups), ("keep", res.keep), ("drop", res.drop)):
         with FileSystems.create(folder.path(f"{name}.parquet")) as f:
             pq.write_table(table, f)
-    bad = [k for k in res.keep_keys if "\n" in k or "\r" in k]
-    if bad:
-        raise ValueError(f"{len(bad)} keys contain a line break (e.g. {bad[0]!r}); "
-                         "keep.txt cannot list them")
-    with FileSystems.create(folder.path("keep.txt")) as f:
-        f.write("".join(k + "\n" for k in res.keep_keys).encode("utf-8"))
-    return dict(res.stats, exact_duplicates_source=exact_duplicates if exact is not None else None)
+    for name, lines in (("keep", res.keep_lines), ("drop", res.drop_lines)):
+        with FileSystems.create(folder.path(f"{name}.txt")) as f:
+            f.write(text(lines))
+    if res.stats["rows_without_source_uri"]:
+        log.warning("%d manifest rows have no source_uri (the mined table has none): "
+                    "their keep.txt/drop.txt lines are record ids",
+                    res.stats["rows_without_source_uri"])
+    source = (sources[0] if len(sources) == 1 else sources) if sources else None
+    return dict(res.stats, exact_duplicates_source=source)
 
 
 def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: bool = True,
-            embeddings: str | None = None, overwrite: bool = False) -> dict:
+            embeddings: str | list[str] | None = None, overwrite: bool = False) -> dict:
     """Runs the chosen stages into a new run folder and publishes it.
 
     Args:
         config: domain settings.
         beam_args: flags for Beam's PipelineOptions (runner, Dataflow, ...).
         embed / mine: which stages to run.
-        embeddings: an existing embeddings table (file, folder or glob) when
-            only `mine` runs.
+        embeddings: existing embeddings tables (each a file, folder or glob)
+            when only `mine` runs.
         overwrite: replace a published run folder of the same run_id.
 
     Returns:
@@ -224,7 +245,7 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
 
 
 def _run_stages(config: Config, folder: RunFolder, options: PipelineOptions, *, embed: bool,
-                mine: bool, embeddings: str | None, overwrite: bool) -> dict:
+                mine: bool, embeddings: str | list[str] | None, overwrite: bool) -> dict:
     """The stages of `execute`, inside a started run folder whose lock is held."""
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     summary: dict = {
@@ -241,6 +262,7 @@ def _run_stages(config: Config, folder: RunFolder, options: PipelineOptions, *, 
     if embed:
         embeddings = _embed(config, folder, options, summary)
         exact_duplicates = folder.path("exact_duplicates.parquet")
+        config = config.replace(id_column="record_id", embedding_column="embedding")  # its own table
     elif embeddings:
         summary["embeddings_source"] = embeddings
         exact_duplicates = _sibling_exact_duplicates(embeddings)
@@ -253,19 +275,41 @@ def _run_stages(config: Config, folder: RunFolder, options: PipelineOptions, *, 
     return summary
 
 
-def _as_pattern(path: str) -> str:
-    """A file, folder or glob of embeddings Parquet files -> a glob."""
+def _as_pattern(path: str | list[str]) -> str | list[str]:
+    """A file, folder or glob of embeddings Parquet files -> a glob (each, for a list).
+
+    A published run folder stands for its `embeddings/` (its other tables are
+    not embeddings).
+    """
+    if not isinstance(path, str):
+        return [_as_pattern(p) for p in path]
     if any(c in path for c in "*?["):
         return path
+    run = path.rstrip("/")
+    if (FileSystems.exists(FileSystems.join(run, "_SUCCESS"))
+            and FileSystems.exists(FileSystems.join(run, "embeddings"))):
+        return FileSystems.join(run, "embeddings", "*.parquet")
     if path.endswith(".parquet") and not (not is_remote(path) and os.path.isdir(path)):
         return path
     return FileSystems.join(path.rstrip("/"), "*.parquet")
 
 
-def _sibling_exact_duplicates(embeddings: str) -> str | None:
-    """`<run>/exact_duplicates.parquet` when mining `<run>/embeddings` of a published run."""
-    if any(c in embeddings for c in "*?[") or embeddings.endswith(".parquet"):
-        return None
-    parent = embeddings.rstrip("/").rsplit("/", 1)[0] if "/" in embeddings.rstrip("/") else "."
-    candidate = FileSystems.join(parent, "exact_duplicates.parquet")
-    return candidate if FileSystems.exists(candidate) else None
+def _sibling_exact_duplicates(embeddings: str | list[str]) -> list[str]:
+    """`<run>/exact_duplicates.parquet` of each `<run>/embeddings` folder the input's files are in.
+
+    Whether the embeddings are given as the folder, a glob or files inside it:
+    the byte copies of a run are listed only there, and mining without them
+    would leave the copies out of the manifest.
+    """
+    found = []
+    for pattern in _as_pattern([embeddings] if isinstance(embeddings, str) else embeddings):
+        try:
+            files = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+        except Exception:  # noqa: BLE001 - mining reports a pattern that matches nothing
+            continue
+        for folder in sorted({FileSystems.split(f)[0] for f in files}):
+            parent = FileSystems.split(folder.rstrip("/"))[0]
+            candidate = FileSystems.join(parent, "exact_duplicates.parquet")
+            if candidate not in found and FileSystems.exists(candidate):
+                found.append(candidate)
+    return found

@@ -1,11 +1,12 @@
 """Stage 2 as a Beam graph: embeddings table -> duplicate and near-duplicate tables.
 
-    Create(pattern) -> MinePairs -> WriteDuplicates / WriteNearDuplicates / WriteStats
+    Create(patterns) -> MinePairs -> WriteDuplicates / WriteNearDuplicates / WriteStats
     (mode distributed) ReadEmbeddings -> MineDistributed -> SplitPairs -> Write...,
                        MeasureRecall -> DistributedStats -> WriteStats
 
-Reads any Parquet table of `schemas.embeddings_schema`, so it runs on the
-output of stage 1 or on embeddings made elsewhere.
+Reads the output of stage 1 or embeddings made elsewhere: any Parquet table
+with an id column and a vector column (`config.id_column`,
+`config.embedding_column`), given as one or several patterns mined together.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -33,8 +35,16 @@ def mining_options(config: Config) -> dict:
             "recall_target": config.recall_target, "seed": config.mining_seed}
 
 
-def _to_id_vector(row: dict):
-    return row["record_id"], np.asarray(row["embedding"], dtype=np.float32)
+def _id_vectors(table: pa.Table, id_column: str, embedding_column: str):
+    """(id as a string, unit float32 vector) per row: MineDistributed wants unit vectors,
+    and a table made elsewhere need not hold them."""
+    from transforms.mine import ids_as_strings
+
+    ids = ids_as_strings(table.column(id_column)).to_pylist()
+    for rid, vector in zip(ids, table.column(embedding_column).to_pylist()):
+        v = np.asarray(vector, dtype=np.float32)
+        norm = float(np.linalg.norm(v))
+        yield rid, (v / norm if norm > 0 else v)
 
 
 def _is_duplicate(row: dict, n_partitions: int, threshold: float) -> int:
@@ -51,13 +61,15 @@ def _distributed_stats(recall: dict, duplicates: int, near_duplicates: int, embe
                 recall_target=config.recall_target, recall_below_target=bool(low))
 
 
-def _build_distributed(p: beam.Pipeline, config: Config, embeddings_pattern: str, staging: str):
+def _build_distributed(p: beam.Pipeline, config: Config, patterns: list[str], staging: str):
     """Distributed mode: MineDistributed over the table, read in parallel."""
-    vectors = (p
-               | "ReadEmbeddings" >> beam.io.ReadFromParquet(
-                   embeddings_pattern, columns=["record_id", "embedding"],
-                   validate=False)  # the table need not exist when the graph is built
-               | "ToIdVector" >> beam.Map(_to_id_vector))
+    columns = [config.id_column, config.embedding_column]
+    reads = [p | (f"ReadEmbeddings{k or ''}") >> beam.io.ReadFromParquetBatched(
+        pattern, columns=columns,
+        validate=False)  # the table need not exist when the graph is built
+        for k, pattern in enumerate(patterns)]
+    batches = reads[0] if len(reads) == 1 else reads | "AllEmbeddings" >> beam.Flatten()
+    vectors = batches | "ToIdVector" >> beam.FlatMap(_id_vectors, *columns)
     pairs = vectors | "MineDistributed" >> MineDistributed(
         config.near_duplicate_threshold, nlist=config.nlist,
         partition_size=config.partition_size,
@@ -80,12 +92,17 @@ def _build_distributed(p: beam.Pipeline, config: Config, embeddings_pattern: str
         embeddings=beam.pvalue.AsSingleton(n), config=config)
 
 
-def build_pipeline(config: Config, embeddings_pattern: str, staging: str,
+def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging: str,
                    options: PipelineOptions | None = None) -> beam.Pipeline:
-    """The unrun mine pipeline writing its tables below `staging`."""
+    """The unrun mine pipeline writing its tables below `staging`.
+
+    `embeddings_pattern`: one pattern or several, mined together as one table.
+    """
     p = beam.Pipeline(options=options or PipelineOptions([]))
+    patterns = ([embeddings_pattern] if isinstance(embeddings_pattern, str)
+                else list(embeddings_pattern))
     if config.mode == "distributed":
-        stats = _build_distributed(p, config, embeddings_pattern, staging)
+        stats = _build_distributed(p, config, patterns, staging)
         _ = (stats
              | "StatsToJson" >> beam.Map(json.dumps, sort_keys=True)
              | "WriteStats" >> beam.io.WriteToText(FileSystems.join(staging, MINE_STATS),
@@ -93,11 +110,12 @@ def build_pipeline(config: Config, embeddings_pattern: str, staging: str,
                                                    shard_name_template=""))
         return p
     mined = (p
-             | "EmbeddingsTable" >> beam.Create([embeddings_pattern])
+             | "EmbeddingsTable" >> beam.Create([tuple(patterns)])
              | "MinePairs" >> MinePairs(config.duplicate_threshold,
                                         config.near_duplicate_threshold,
                                         config.mode, config.block_size,
-                                        mining_options(config)))
+                                        mining_options(config), config.id_column,
+                                        config.embedding_column))
     for tag, label in ((DUPLICATES, "WriteDuplicates"), (NEAR_DUPLICATES, "WriteNearDuplicates")):
         _ = mined[tag] | label >> beam.io.WriteToParquetBatched(
             FileSystems.join(table_dir(staging, tag), PART_PREFIX),

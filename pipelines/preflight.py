@@ -34,18 +34,19 @@ class PreflightError(ValueError):
 
 
 def check(config: Config, beam_args: list[str], *, embed: bool,
-          embeddings: str | None = None) -> None:
+          embeddings: str | list[str] | None = None) -> None:
     """Raises PreflightError for the first of the checks above that fails.
 
     Args:
         config: the run's settings (inputs, output, model).
         beam_args: the flags for Beam (for `--no_auth`).
         embed: whether the embed stage runs (only then are inputs read).
-        embeddings: the table `mine` reads when it runs alone.
+        embeddings: the table(s) `mine` reads when it runs alone.
     """
     if embed and not config.inputs:
         raise PreflightError("no inputs given: pass --input (a glob or a directory)")
-    paths = [*(config.inputs if embed else ()), config.output, embeddings,
+    tables = [embeddings] if isinstance(embeddings, str) else list(embeddings or ())
+    paths = [*(config.inputs if embed else ()), config.output, *tables,
              config.model if embed else None]
     cloud = [p for p in paths if p and p.startswith("gs://")]
     if cloud and not PipelineOptions(list(beam_args)).view_as(GoogleCloudOptions).no_auth:

@@ -3,8 +3,9 @@
 Works on the index pass (records without bytes): records are grouped by
 sha256; the smallest `record_id` of a group is its representative and every
 other member becomes an `exact_duplicates` row `(representative, copy,
-sha256)`. Copies are not decoded or embedded; the set of copy ids is a side
-input of the embedding pass.
+sha256)`, with the `source_uri` and `key` of both: copies are not decoded or
+embedded, so this table is the only one that locates them. The set of copy
+ids is a side input of the embedding pass.
 
 A copy shares its representative's fate: when the representative fails to
 decode or embed, `SettleCopiesOfFailures` turns each of its copies into an
@@ -23,21 +24,18 @@ from transforms.metrics import counter
 from transforms.records import ImageRecord
 
 ERRORS = "errors"
-# Columns of a pair row that name the copy; dropped before writing.
-_COPY_FIELDS = ("source_uri_b", "key_b")
 
 
 def _star_pairs(group: tuple[str, list[tuple[str, str, str]]]):
     sha256, members = group
-    (representative, _, _), *copies = sorted(members)
+    (representative, uri_a, key_a), *copies = sorted(members)
     for record_id, source_uri, key in copies:
         yield {"record_id_a": representative, "record_id_b": record_id, "sha256": sha256,
-               "source_uri_b": source_uri, "key_b": key}
+               "source_uri_a": uri_a, "key_a": key_a, "source_uri_b": source_uri, "key_b": key}
 
 
 class FindByteCopies(beam.PTransform):
-    """`ImageRecord` (no bytes needed) -> pair rows: `exact_duplicates` columns
-    plus the copy's `source_uri_b` and `key_b` (see `SettleCopiesOfFailures`)."""
+    """`ImageRecord` (no bytes needed) -> `exact_duplicates` rows, both ends located."""
 
     def expand(self, records: beam.PCollection[ImageRecord]) -> beam.PCollection[dict]:
         return (
@@ -61,7 +59,7 @@ def _settle(joined: tuple[str, dict[str, list]]):
                 key=pair["key_b"]))
         else:
             counter("exact_copies").inc()
-            yield {k: v for k, v in pair.items() if k not in _COPY_FIELDS}
+            yield pair
 
 
 class SettleCopiesOfFailures(beam.PTransform):

@@ -1,6 +1,6 @@
 """Stage 5: mine the embeddings table for duplicate and near-duplicate pairs.
 
-`MinePairs` takes the uri pattern of an embeddings table (the contract with
+`MinePairs` takes the uri patterns of an embeddings table (the contract with
 the embed stage, `schemas.embeddings_schema`), loads ids and vectors in one
 worker, runs `transforms.mining.mine_pairs` down to the near-duplicate
 threshold, and emits Arrow tables on two outputs:
@@ -9,8 +9,10 @@ threshold, and emits Arrow tables on two outputs:
 - `near_duplicates`: near_duplicate_threshold <= score < duplicate_threshold;
 
 plus a `stats` output (one dict: mode, counts, timings) for `summary.json`.
-Rows have `record_id_a < record_id_b`. Any table of the embeddings schema
-works, including one made by another tool.
+Rows have `record_id_a < record_id_b`. A table made by another tool needs only
+an id column and a vector column (names configurable; ids of any type are
+read as strings; vectors `list` / `fixed_size_list` of any float or integer
+type, normalised here); ids must be unique over all the files given.
 """
 
 from __future__ import annotations
@@ -38,18 +40,69 @@ class EmbeddingsTableError(ValueError):
     """The embeddings table is missing or not of the embeddings schema."""
 
 
-def _read_columns(path: str, columns: list[str]) -> pa.Table:
-    """`columns` of one embeddings file, after checking it has the embeddings schema."""
-    with FileSystems.open(path) as f:
-        pf = pq.ParquetFile(f)
-        schema = pf.schema_arrow
-        missing = {"record_id", "embedding"} - set(schema.names)
-        vtype = schema.field("embedding").type if "embedding" in schema.names else None
-        if missing or not (pa.types.is_fixed_size_list(vtype) or pa.types.is_list(vtype)):
+def check_schema(path: str, schema: pa.Schema, id_column: str = "record_id",
+                 embedding_column: str = "embedding") -> None:
+    """Raises EmbeddingsTableError (one line) unless `schema` has an id and a vector column."""
+    for column, what, flag in ((id_column, "id", "--id-column"),
+                               (embedding_column, "vector", "--embedding-column")):
+        if column not in schema.names:
             raise EmbeddingsTableError(
-                f"{path}: expected columns record_id and embedding (list<float32>), "
-                f"got {schema}")
-        return pf.read(columns=columns)
+                f"{path}: no {what} column {column!r} (name it with {flag}); "
+                f"columns: {', '.join(schema.names)}")
+    vtype = schema.field(embedding_column).type
+    is_list = (pa.types.is_list(vtype) or pa.types.is_large_list(vtype)
+               or pa.types.is_fixed_size_list(vtype))
+    if not (is_list and (pa.types.is_floating(vtype.value_type)
+                         or pa.types.is_integer(vtype.value_type))):
+        raise EmbeddingsTableError(f"{path}: column {embedding_column!r} is {vtype}, "
+                                   "expected a list of numbers (list<float>, fixed_size_list)")
+
+
+def match_files(patterns: str | list[str]) -> list[str]:
+    """The files of each pattern, sorted, each once; a pattern matching nothing is an error."""
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    files = set()
+    for pattern in patterns:
+        try:
+            found = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+        except Exception as exc:  # noqa: BLE001 - Beam raises BeamIOError for several causes
+            raise EmbeddingsTableError(f"embeddings {pattern}: {exc}") from None
+        if not found:
+            raise EmbeddingsTableError(f"no embeddings files match {pattern}")
+        files.update(found)
+    return sorted(files)
+
+
+def open_parquet(path: str) -> pq.ParquetFile:
+    """A Parquet file of a local path or any Beam filesystem.
+
+    Never over a Python file object: Arrow reads those on its IO threads,
+    which take the GIL to release the buffers, and one still doing so while
+    the interpreter exits aborts the process ("terminate called without an
+    active exception"). Local files are opened natively; remote ones are read
+    into memory first.
+    """
+    if "://" not in path:
+        return pq.ParquetFile(path)
+    with FileSystems.open(path) as f:
+        return pq.ParquetFile(pa.BufferReader(f.read()))
+
+
+def _read_columns(path: str, columns: list[str], id_column: str = "record_id",
+                  embedding_column: str = "embedding") -> pa.Table:
+    """`columns` of one embeddings file, after checking it has an id and a vector column."""
+    pf = open_parquet(path)
+    check_schema(path, pf.schema_arrow, id_column, embedding_column)
+    return pf.read(columns=columns)
+
+
+def ids_as_strings(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:
+    """An id column of any type as strings (ids in every table clipdedup writes are strings)."""
+    try:
+        return pc.cast(column, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise EmbeddingsTableError(f"ids of type {column.type} cannot be read as strings: {exc}") \
+            from None
 
 
 def _flat_values(chunk: pa.Array) -> np.ndarray:
@@ -57,7 +110,8 @@ def _flat_values(chunk: pa.Array) -> np.ndarray:
     return chunk.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
 
 
-def load_embeddings(pattern: str) -> tuple[np.ndarray, np.ndarray]:
+def load_embeddings(patterns: str | list[str], id_column: str = "record_id",
+                    embedding_column: str = "embedding") -> tuple[np.ndarray, np.ndarray]:
     """Reads (record_ids sorted ascending, unit float32 vectors [N, d]) from Parquet files.
 
     Two passes keep peak memory at one copy of the vectors (2 GB at 1M x 512)
@@ -66,27 +120,29 @@ def load_embeddings(pattern: str) -> tuple[np.ndarray, np.ndarray]:
     in place. Row order is record_id order whatever the sharding, so
     approximate mining samples the same rows on every rerun.
     """
-    files = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-    if not files:
-        raise EmbeddingsTableError(f"no embeddings files match {pattern}")
+    files = match_files(patterns)
     id_parts = []
     for path in files:
-        id_parts.append(_read_columns(path, ["record_id"]).column("record_id"))
+        table = _read_columns(path, [id_column], id_column, embedding_column)
+        id_parts.append(ids_as_strings(table.column(id_column)))
     file_ids = pa.chunked_array([c for part in id_parts for c in part.chunks], pa.string())
     order = pc.sort_indices(file_ids).to_numpy()
     ids = file_ids.take(pa.array(order)).to_numpy(zero_copy_only=False).astype(object)
     if len(ids) != len(set(ids)):
-        raise EmbeddingsTableError("record_id values in the embeddings table are not unique")
+        raise EmbeddingsTableError(f"ids ({id_column}) in the embeddings table are not unique")
     n = len(ids)
     dest = np.empty(n, dtype=np.int64)
     dest[order] = np.arange(n)
     vectors = None
     row = 0
     for path in files:
-        column = _read_columns(path, ["embedding"]).column("embedding")
+        column = _read_columns(path, [embedding_column], id_column,
+                               embedding_column).column(embedding_column)
         for chunk in column.chunks:
             if not len(chunk):
                 continue
+            if chunk.null_count:
+                raise EmbeddingsTableError(f"{path}: {chunk.null_count} rows have no vector")
             values = _flat_values(chunk)
             if vectors is None:
                 dim = len(values) // len(chunk)
@@ -117,18 +173,20 @@ def _pair_tables(ids: np.ndarray, i: np.ndarray, j: np.ndarray, score: np.ndarra
 
 class _MinePairsFn(beam.DoFn):
     def __init__(self, duplicate_threshold: float, near_duplicate_threshold: float,
-                 mode: str, block_size: int, mining_options: dict | None = None):
+                 mode: str, block_size: int, mining_options: dict | None = None,
+                 id_column: str = "record_id", embedding_column: str = "embedding"):
+        self._columns = (id_column, embedding_column)
         self._dup = duplicate_threshold
         self._near = near_duplicate_threshold
         self._mode = mode
         self._block_size = block_size
         self._options = dict(mining_options or {})
 
-    def process(self, pattern: str):
+    def process(self, patterns: str | tuple[str, ...]):
         from transforms.mining import mine_pairs
 
         started = time.monotonic()
-        ids, vectors = load_embeddings(pattern)
+        ids, vectors = load_embeddings(patterns, *self._columns)
         loaded = time.monotonic()
         log.info("mining %d embeddings (mode=%s)", len(ids), self._mode)
         pairs, stats = mine_pairs(vectors, self._near, mode=self._mode,
@@ -146,15 +204,17 @@ class _MinePairsFn(beam.DoFn):
 
 
 class MinePairs(beam.PTransform):
-    """uri pattern of an embeddings table -> pair tables and one stats dict."""
+    """uri pattern(s) of an embeddings table (one element: a str or a tuple of them,
+    mined together) -> pair tables and one stats dict."""
 
     def __init__(self, duplicate_threshold: float, near_duplicate_threshold: float,
                  mode: str = "auto", block_size: int = 4096,
-                 mining_options: dict | None = None):
+                 mining_options: dict | None = None, id_column: str = "record_id",
+                 embedding_column: str = "embedding"):
         """`mining_options`: extra `mine_pairs` keywords (nprobe, nlist, recall_sample_size, ...)."""
         super().__init__()
         self._fn = _MinePairsFn(duplicate_threshold, near_duplicate_threshold, mode, block_size,
-                                mining_options)
+                                mining_options, id_column, embedding_column)
 
     def expand(self, patterns: beam.PCollection[str]):
         return patterns | "Mine" >> beam.ParDo(self._fn).with_outputs(

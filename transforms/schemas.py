@@ -39,13 +39,19 @@ PAIRS_SCHEMA = pa.schema(
     ]
 )
 
-#: `exact_duplicates`: each byte copy paired with the smallest record_id of
-#: its sha256 group (a star, so a group of k copies gives k - 1 rows).
+#: `exact_duplicates`: each byte copy (`b`) paired with the smallest record_id
+#: of its sha256 group (`a`; a star, so a group of k copies gives k - 1 rows),
+#: with where each of the two was found: copies are not embedded, so this is
+#: the only table that locates them.
 EXACT_DUPLICATES_SCHEMA = pa.schema(
     [
         pa.field("record_id_a", pa.string(), nullable=False),
         pa.field("record_id_b", pa.string(), nullable=False),
         pa.field("sha256", pa.string(), nullable=False),
+        pa.field("source_uri_a", pa.string(), nullable=False),
+        pa.field("key_a", pa.string(), nullable=False),
+        pa.field("source_uri_b", pa.string(), nullable=False),
+        pa.field("key_b", pa.string(), nullable=False),
     ]
 )
 
@@ -73,13 +79,16 @@ SHARDS_SCHEMA = pa.schema(
     ]
 )
 
+# Where a manifest row's record was found. Null only when the mined table
+# (one made elsewhere) has no such column.
+_LOCATION = [pa.field("source_uri", pa.string()), pa.field("key", pa.string())]
+
 #: `groups`: one row per record in a group of two or more (keeper included,
 #: byte copies included). Every member is within the grouping threshold of its
 #: keeper (no chaining); `component_id` is its connected component of the
 #: duplicate graph, which may hold several groups.
 GROUPS_SCHEMA = pa.schema(
-    [
-        pa.field("record_id", pa.string(), nullable=False),
+    [pa.field("record_id", pa.string(), nullable=False)] + _LOCATION + [
         pa.field("group_id", pa.int64(), nullable=False),
         pa.field("keeper_id", pa.string(), nullable=False),
         pa.field("score_to_keeper", pa.float32(), nullable=False),
@@ -90,8 +99,7 @@ GROUPS_SCHEMA = pa.schema(
 
 #: `keep`: the training manifest; every record kept (`reason`: unique / keeper).
 KEEP_SCHEMA = pa.schema(
-    [
-        pa.field("record_id", pa.string(), nullable=False),
+    [pa.field("record_id", pa.string(), nullable=False)] + _LOCATION + [
         pa.field("reason", pa.string(), nullable=False),
         pa.field("keeper_id", pa.string(), nullable=False),  # itself
     ]
@@ -99,10 +107,11 @@ KEEP_SCHEMA = pa.schema(
 
 #: `drop`: every record left out, with the reason and the record kept instead.
 DROP_SCHEMA = pa.schema(
-    [
-        pa.field("record_id", pa.string(), nullable=False),
+    [pa.field("record_id", pa.string(), nullable=False)] + _LOCATION + [
         pa.field("reason", pa.string(), nullable=False),  # exact_copy / duplicate / near_duplicate
         pa.field("keeper_id", pa.string(), nullable=False),
+        pa.field("keeper_source_uri", pa.string()),
+        pa.field("keeper_key", pa.string()),
     ]
 )
 

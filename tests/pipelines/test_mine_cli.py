@@ -29,7 +29,9 @@ def _embeddings_run(root, n=500, dim=16):
     os.makedirs(root / "embeddings")
     pq.write_table(table, root / "embeddings" / "part-00000-of-00001.parquet")
     pq.write_table(pa.table({"record_id_a": ["r0003"], "record_id_b": ["r9999"],
-                             "sha256": ["h3"]}, schema=EXACT_DUPLICATES_SCHEMA),
+                             "sha256": ["h3"], "source_uri_a": ["mem://s"], "key_a": ["key3"],
+                             "source_uri_b": ["mem://copies"], "key_b": ["key3"]},
+                            schema=EXACT_DUPLICATES_SCHEMA),
                    root / "exact_duplicates.parquet")
     exact = mine_exact(x, 0.9)
     return ids, {(ids[i], ids[j]) for i, j in zip(exact.i.tolist(), exact.j.tolist())}
@@ -54,6 +56,7 @@ def test_mine_writes_pairs_groups_and_manifest(tmp_path, mode):
     assert sorted(keep + [d["record_id"] for d in drop]) == sorted(ids + ["r9999"])
     assert {"record_id": "r9999", "reason": "exact_copy"}.items() <= next(
         d for d in drop if d["record_id"] == "r9999").items()
-    assert (run / "keep.txt").read_text().splitlines() == [f"key{int(r[1:])}" for r in keep]
+    assert (run / "keep.txt").read_text().splitlines() == [f"mem://s#key{int(r[1:])}" for r in keep]
+    assert "mem://copies#key3" in (run / "drop.txt").read_text().splitlines()
     assert summary["groups"]["kept"] == len(keep) and summary["counts"]["dropped"] == len(drop)
     assert pq.read_table(run / "groups.parquet").num_rows > 0

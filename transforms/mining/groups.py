@@ -13,13 +13,17 @@ Pure functions over arrays and Arrow tables, called by the mine stage:
    for A.
 3. The manifest: `keep` (unique records and keepers), `drop` (everything else,
    with reason `exact_copy` / `duplicate` / `near_duplicate` and the keeper
-   kept instead), and the kept `key`s for `keep.txt`. Every embedded record and
-   every byte copy lands in exactly one of keep/drop; this is checked.
+   kept instead), each row with its `source_uri` and `key`, and the lines of
+   `keep.txt` / `drop.txt` (`manifest_text`). Every embedded record and every
+   byte copy lands in exactly one of keep/drop; this is checked.
 
 The keeper rule is a comma-separated list of fields, `-` for descending:
 default `-area,-file_size,record_id` (larger pixel area, then larger file,
 then smaller record_id). `record_id` is always the last tie-break, so the same
-input gives the same keeper every night, whatever order rows arrive in.
+input gives the same keeper every night, whatever order rows arrive in. A
+table made elsewhere may lack the size columns: `resolve_keeper_rule` leaves
+them out of the default rule, and a rule that was asked for is an error
+naming the missing column.
 """
 
 from __future__ import annotations
@@ -30,11 +34,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from transforms.mining.manifest_text import manifest_lines
 from transforms.mining.pairs import Pairs
 from transforms.schemas import DROP_SCHEMA, GROUPS_SCHEMA, KEEP_SCHEMA, PAIRS_SCHEMA
 
 DEFAULT_KEEPER_RULE = "-area,-file_size,record_id"
 KEEPER_FIELDS = ("area", "width", "height", "file_size", "record_id")
+# The table columns each keeper field is computed from.
+_FIELD_COLUMNS = {"area": ("width", "height"), "width": ("width",), "height": ("height",),
+                  "file_size": ("file_size",), "record_id": ()}
 
 
 @dataclass
@@ -44,7 +52,8 @@ class GroupResult:
     groups: pa.Table
     keep: pa.Table
     drop: pa.Table
-    keep_keys: list[str]
+    keep_lines: list[str]
+    drop_lines: list[str]
     stats: dict[str, Any] = field(default_factory=dict)
 
 
@@ -65,21 +74,54 @@ def parse_keeper_rule(rule: str) -> list[tuple[str, bool]]:
     return terms
 
 
+def resolve_keeper_rule(rule: str, columns: set[str] | list[str],
+                        table: str = "the embeddings table") -> tuple[str, list[str]]:
+    """The keeper rule to apply to a table with `columns`, and the fields left out.
+
+    The default rule leaves out the fields whose columns the table lacks (an
+    embeddings table made by another tool may have only ids and vectors); any
+    other rule needing a missing column raises ValueError naming it.
+    """
+    terms = parse_keeper_rule(rule)
+    missing = {name: [c for c in _FIELD_COLUMNS[name] if c not in set(columns)]
+               for name, _ in terms}
+    missing = {name: cols for name, cols in missing.items() if cols}
+    if not missing:
+        return rule, []
+    if rule != DEFAULT_KEEPER_RULE:
+        name, cols = next(iter(missing.items()))
+        raise ValueError(f"keeper_rule {rule!r} needs column {cols[0]} ({name}), which "
+                         f"{table} does not have; use fields of columns it has "
+                         f"(e.g. keeper_rule: record_id)")
+    kept = [("-" if desc else "") + name for name, desc in terms if name not in missing]
+    return ",".join(kept), sorted(missing)
+
+
 def keeper_rank(
-    record_ids: np.ndarray, width: np.ndarray, height: np.ndarray, file_size: np.ndarray,
-    rule: str = DEFAULT_KEEPER_RULE,
+    record_ids: np.ndarray, width: np.ndarray | None = None, height: np.ndarray | None = None,
+    file_size: np.ndarray | None = None, rule: str = DEFAULT_KEEPER_RULE,
 ) -> np.ndarray:
-    """Rank of each record under the rule (0 = best keeper); a permutation of 0..N-1."""
+    """Rank of each record under the rule (0 = best keeper); a permutation of 0..N-1.
+
+    Columns the rule does not use may be None; one it uses must not be.
+    """
     n = len(record_ids)
     _, id_rank = np.unique(np.asarray(record_ids, dtype=object).astype(str), return_inverse=True)
-    values = {
-        "area": np.asarray(width, np.int64) * np.asarray(height, np.int64),
-        "width": np.asarray(width, np.int64),
-        "height": np.asarray(height, np.int64),
-        "file_size": np.asarray(file_size, np.int64),
-        "record_id": id_rank.astype(np.int64),
-    }
-    keys = [(-values[name] if desc else values[name]) for name, desc in parse_keeper_rule(rule)]
+    given = {"width": width, "height": height, "file_size": file_size}
+    terms = parse_keeper_rule(rule)
+    for name, _ in terms:
+        for col in _FIELD_COLUMNS[name]:
+            if given[col] is None:
+                raise ValueError(f"keeper_rule {rule!r} needs column {col}, which the "
+                                 "records do not have")
+    col = {k: np.asarray(v, np.int64) for k, v in given.items() if v is not None}
+    values = {"record_id": id_rank.astype(np.int64)}
+    for name, _ in terms:
+        if name == "area":
+            values[name] = col["width"] * col["height"]
+        elif name != "record_id":
+            values[name] = col[name]
+    keys = [(-values[name] if desc else values[name]) for name, desc in terms]
     order = np.lexsort(keys[::-1])  # lexsort: last key is the primary one
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
@@ -122,14 +164,16 @@ def build_groups(
     """Groups, keepers and the keep/drop manifest.
 
     Args:
-        records: the embedded records, one row each, with at least
-            `record_id, key, width, height, file_size` (the embeddings table
-            without its vectors will do). Pair indices refer to its rows.
+        records: the embedded records, one row each (the embeddings table
+            without its vectors will do): `record_id`, the columns the keeper
+            rule uses, and `source_uri` / `key` where known (else the
+            manifest's are null). Pair indices refer to its rows.
         pairs: mined pairs (indices into `records`); pairs below the grouping
             threshold are ignored.
         exact_duplicates: the spine's byte-copy table (`record_id_a`,
-            `record_id_b`, `sha256`): one end embedded (the representative),
-            the other a copy that was not embedded. Rows where neither end is
+            `record_id_b`, `sha256`, and `source_uri_*`, `key_*` of both ends
+            where known): one end embedded (the representative), the other a
+            copy that was not embedded. Rows where neither end is
             embedded (copies of a record that failed to decode; the errors
             table has that record) are in neither keep nor drop, and counted
             as `copies_of_unembedded_records`.
@@ -149,26 +193,34 @@ def build_groups(
     n = ids.size
     if len(set(ids.tolist())) != n:
         raise ValueError("records: record_id is not unique")
-    rank = keeper_rank(ids, records.column("width").to_numpy(), records.column("height").to_numpy(),
-                       records.column("file_size").to_numpy(), keeper_rule)
+    rank = keeper_rank(ids, *(_ints(records, c) for c in ("width", "height", "file_size")),
+                       rule=keeper_rule)
+    uris, keys = _strings(records, "source_uri"), _strings(records, "key")
     edge_threshold = near_duplicate_threshold if drop_near_duplicates else duplicate_threshold
 
     # Byte copies: attach each copy to its embedded representative.
     index_of = {rid: k for k, rid in enumerate(ids.tolist())}
     copy_ids: list[str] = []
+    copy_uris: list[str | None] = []
+    copy_keys: list[str | None] = []
     copy_of: list[int] = []
     extra_i: list[int] = []
     extra_j: list[int] = []
     orphan_copies = 0
     if exact_duplicates is not None and exact_duplicates.num_rows:
-        for a, b in zip(exact_duplicates.column("record_id_a").to_pylist(),
-                        exact_duplicates.column("record_id_b").to_pylist()):
+        ends = [[exact_duplicates.column(f"record_id_{e}").to_pylist(),
+                 _strings(exact_duplicates, f"source_uri_{e}"), _strings(exact_duplicates, f"key_{e}")]
+                for e in "ab"]
+        for row, (a, b) in enumerate(zip(ends[0][0], ends[1][0])):
             ia, ib = index_of.get(a), index_of.get(b)
             if ia is not None and ib is not None:  # both embedded: an edge of score 1
                 extra_i.append(ia)
                 extra_j.append(ib)
             elif ia is not None or ib is not None:
-                copy_ids.append(b if ia is not None else a)
+                copy_end = ends[1] if ia is not None else ends[0]
+                copy_ids.append(copy_end[0][row])
+                copy_uris.append(copy_end[1][row])
+                copy_keys.append(copy_end[2][row])
                 copy_of.append(ia if ia is not None else ib)
             else:
                 # A copy of a record that failed to decode: neither is embedded; the
@@ -227,6 +279,8 @@ def build_groups(
     members = np.flatnonzero(group_size[keeper] >= 2)
     m_kind = np.where(is_keeper[members], "keeper", kind_of(score_to_keeper[members]))
     g_rid = ids[members].tolist() + copy_ids
+    g_uri = [uris[k] for k in members] + copy_uris
+    g_key = [keys[k] for k in members] + copy_keys
     g_gid = np.r_[group_id_of[keeper[members]], group_id_of[copy_keeper]]
     g_keeper = ids[keeper[members]].tolist() + ids[copy_keeper].tolist()
     g_score = np.r_[score_to_keeper[members], copy_score].astype(np.float32)
@@ -235,6 +289,8 @@ def build_groups(
     order = np.lexsort((np.asarray(g_rid, dtype=str), g_gid)) if g_rid else np.empty(0, np.int64)
     groups = pa.table({
         "record_id": pa.array([g_rid[k] for k in order], pa.string()),
+        "source_uri": pa.array([g_uri[k] for k in order], pa.string()),
+        "key": pa.array([g_key[k] for k in order], pa.string()),
         "group_id": pa.array(g_gid[order], pa.int64()),
         "keeper_id": pa.array([g_keeper[k] for k in order], pa.string()),
         "score_to_keeper": pa.array(g_score[order], pa.float32()),
@@ -245,19 +301,28 @@ def build_groups(
     kept = id_order[is_keeper[id_order]]
     keep = pa.table({
         "record_id": pa.array(ids[kept].tolist(), pa.string()),
+        "source_uri": pa.array([uris[k] for k in kept], pa.string()),
+        "key": pa.array([keys[k] for k in kept], pa.string()),
         "reason": pa.array(np.where(group_size[kept] >= 2, "keeper", "unique").tolist(), pa.string()),
         "keeper_id": pa.array(ids[kept].tolist(), pa.string()),
     }, schema=KEEP_SCHEMA)
 
     dropped = id_order[~is_keeper[id_order]]
     d_rid = ids[dropped].tolist() + copy_ids
+    d_uri = [uris[k] for k in dropped] + copy_uris
+    d_key = [keys[k] for k in dropped] + copy_keys
+    d_keeper_at = np.r_[keeper[dropped], copy_keeper].astype(np.int64)
     d_reason = kind_of(score_to_keeper[dropped]).tolist() + ["exact_copy"] * len(copy_ids)
     d_keeper = ids[keeper[dropped]].tolist() + ids[copy_keeper].tolist()
     d_order = np.argsort(np.asarray(d_rid, dtype=str), kind="stable") if d_rid else []
     drop = pa.table({
         "record_id": pa.array([d_rid[k] for k in d_order], pa.string()),
+        "source_uri": pa.array([d_uri[k] for k in d_order], pa.string()),
+        "key": pa.array([d_key[k] for k in d_order], pa.string()),
         "reason": pa.array([d_reason[k] for k in d_order], pa.string()),
         "keeper_id": pa.array([d_keeper[k] for k in d_order], pa.string()),
+        "keeper_source_uri": pa.array([uris[d_keeper_at[k]] for k in d_order], pa.string()),
+        "keeper_key": pa.array([keys[d_keeper_at[k]] for k in d_order], pa.string()),
     }, schema=DROP_SCHEMA)
 
     # Conservation: every embedded record and every copy exactly once.
@@ -266,12 +331,16 @@ def build_groups(
         raise ValueError(f"manifest does not add up: keep {keep.num_rows} + drop {drop.num_rows}"
                          f" != records {n} + copies {len(copy_ids)}")
 
-    key_col = records.column("key").to_pylist()
-    keep_keys = [key_col[k] for k in kept]
+    # Lines are made unique over keep and drop together: one line, one record of the run.
+    lines = manifest_lines(all_ids, keep.column("source_uri").to_pylist()
+                           + drop.column("source_uri").to_pylist(),
+                           keep.column("key").to_pylist() + drop.column("key").to_pylist())
     reasons = drop.column("reason").to_pylist()
     n_components = int(np.unique(component_id[members]).size) if members.size else 0
     stats = {
         "records": int(n), "exact_copies": len(copy_ids),
+        "rows_without_source_uri": (keep.column("source_uri").null_count
+                                    + drop.column("source_uri").null_count),
         "copies_of_unembedded_records": orphan_copies,
         "kept": keep.num_rows, "dropped": drop.num_rows,
         "dropped_exact_copy": reasons.count("exact_copy"),
@@ -284,4 +353,24 @@ def build_groups(
         "largest_group": int(group_size.max()) if n else 0,
         "group_threshold": float(edge_threshold), "keeper_rule": keeper_rule,
     }
-    return GroupResult(groups, keep, drop, keep_keys, stats)
+    return GroupResult(groups, keep, drop, lines[:keep.num_rows], lines[keep.num_rows:], stats)
+
+
+def _ints(table: pa.Table, name: str) -> np.ndarray | None:
+    """An integer column as int64 (nulls as 0), or None when the table lacks it."""
+    if name not in table.column_names:
+        return None
+    import pyarrow.compute as pc
+
+    try:
+        column = pc.cast(table.column(name), pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ValueError(f"column {name} is not an integer column: {exc}") from None
+    return column.fill_null(0).to_numpy()
+
+
+def _strings(table: pa.Table, name: str) -> list[str | None]:
+    """A column as Python strings, or all None when the table lacks it."""
+    if name not in table.column_names:
+        return [None] * table.num_rows
+    return table.column(name).cast(pa.string()).to_pylist()

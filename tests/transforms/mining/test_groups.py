@@ -3,10 +3,12 @@ import pyarrow as pa
 import pytest
 
 from transforms.mining.groups import (
+    DEFAULT_KEEPER_RULE,
     build_groups,
     keeper_rank,
     pair_tables,
     parse_keeper_rule,
+    resolve_keeper_rule,
 )
 from transforms.mining.pairs import Pairs, canonical_pairs
 
@@ -15,6 +17,7 @@ def _records(ids, width=None, height=None, file_size=None):
     n = len(ids)
     return pa.table({
         "record_id": ids,
+        "source_uri": ["mem://s.tar"] * n,
         "key": [f"key-{r}" for r in ids],
         "width": pa.array(width or [100] * n, pa.int32()),
         "height": pa.array(height or [100] * n, pa.int32()),
@@ -48,7 +51,8 @@ def test_no_chaining_and_reasons():
     assert res.keep.column("record_id").to_pylist() == ["a", "c"]
     # one component, cut into one group of two (c alone is kept, not listed)
     assert res.stats["components"] == 1 and res.stats["groups"] == 1
-    assert res.keep_keys == ["key-a", "key-c"]
+    assert res.keep_lines == ["mem://s.tar#key-a", "mem://s.tar#key-c"]
+    assert res.drop_lines == ["mem://s.tar#key-b"]
 
 
 def test_every_member_within_threshold_of_keeper():
@@ -78,8 +82,8 @@ def test_manifest_conservation_and_exact_copies():
     drop = {r["record_id"]: r for r in res.drop.to_pylist()}
     assert keep.isdisjoint(drop) and keep | set(drop) == {"a", "b", "c", "d", "a2", "c2"}
     # b (larger file) keeps over a; a's byte copy points at the final keeper b.
-    assert drop["a"] == {"record_id": "a", "reason": "duplicate", "keeper_id": "b"}
-    assert drop["a2"] == {"record_id": "a2", "reason": "exact_copy", "keeper_id": "b"}
+    assert {"record_id": "a", "reason": "duplicate", "keeper_id": "b"}.items() <= drop["a"].items()
+    assert {"record_id": "a2", "reason": "exact_copy", "keeper_id": "b"}.items() <= drop["a2"].items()
     assert drop["c2"]["reason"] == "exact_copy" and drop["c2"]["keeper_id"] == "c"
     assert res.stats["dropped_exact_copy"] == 2
     kinds = {r["record_id"]: r["kind"] for r in res.groups.to_pylist()}
@@ -123,3 +127,48 @@ def test_pair_tables_order_by_string():
     dup, near = pair_tables(_pairs([(0, 1, 0.9995), (0, 2, 0.93)], 3), ids, 0.999, 0.9)
     assert dup.to_pylist() == [{"record_id_a": "a", "record_id_b": "b", "score": pytest.approx(0.9995)}]
     assert near.to_pylist()[0]["record_id_a"] == "b" and near.to_pylist()[0]["record_id_b"] == "c"
+
+
+def test_every_manifest_row_is_located_byte_copies_included():
+    """Byte copies are not embedded: their location comes from exact_duplicates."""
+    rec = _records(["a", "b"], file_size=[10, 20])
+    copies = pa.table({"record_id_a": ["a", "b"], "record_id_b": ["a2", "b2"], "sha256": ["x", "y"],
+                       "source_uri_a": ["mem://s.tar"] * 2, "key_a": ["key-a", "key-b"],
+                       "source_uri_b": ["/img/a copy.jpg", "mem://t.tar"],
+                       "key_b": ["/img/a copy.jpg", "key-b"]})
+    res = build_groups(rec, _pairs([(0, 1, 0.9995)], 2), copies)
+    rows = {r["record_id"]: r for t in (res.keep, res.drop, res.groups) for r in t.to_pylist()}
+    assert {r: (v["source_uri"], v["key"]) for r, v in rows.items()} == {
+        "a": ("mem://s.tar", "key-a"), "b": ("mem://s.tar", "key-b"),
+        "a2": ("/img/a copy.jpg", "/img/a copy.jpg"), "b2": ("mem://t.tar", "key-b")}
+    drop = {r["record_id"]: r for r in res.drop.to_pylist()}
+    assert (drop["a2"]["keeper_source_uri"], drop["a2"]["keeper_key"]) == ("mem://s.tar", "key-b")
+    assert res.keep_lines == ["mem://s.tar#key-b"]
+    # one line per dropped row, in drop.parquet's order; an image file is its uri
+    assert res.drop_lines == ["mem://s.tar#key-a", "/img/a copy.jpg", "mem://t.tar#key-b"]
+    assert res.stats["rows_without_source_uri"] == 0
+
+
+def test_a_table_without_sizes_uses_what_it_has():
+    rec = pa.table({"record_id": ["b", "a", "c"]})
+    rule, skipped = resolve_keeper_rule(DEFAULT_KEEPER_RULE, rec.column_names)
+    assert (rule, skipped) == ("record_id", ["area", "file_size"])
+    assert resolve_keeper_rule("-width,record_id", ["record_id", "width"]) == ("-width,record_id", [])
+    res = build_groups(rec, _pairs([(0, 1, 0.9995)], 3), keeper_rule=rule)
+    assert res.keep.column("record_id").to_pylist() == ["a", "c"]  # a < b breaks the tie
+    assert res.keep.column("source_uri").null_count == 2
+    assert res.keep_lines == ["a", "c"] and res.drop_lines == ["b"]
+    with pytest.raises(ValueError, match="needs column file_size"):
+        resolve_keeper_rule("-file_size", ["record_id", "width", "height"])
+    with pytest.raises(ValueError, match="needs column width"):
+        build_groups(rec, _pairs([(0, 1, 0.9995)], 3), keeper_rule="-area")
+
+
+def test_copies_from_an_older_exact_duplicates_table_are_kept_with_null_location():
+    old = pa.table({"record_id_a": ["a"], "record_id_b": ["a2"], "sha256": ["x"]})
+    res = build_groups(_records(["a"]), Pairs(np.empty(0, np.int64), np.empty(0, np.int64),
+                                              np.empty(0, np.float32)), old)
+    (row,) = res.drop.to_pylist()
+    assert row["record_id"] == "a2" and row["source_uri"] is None and row["key"] is None
+    assert row["keeper_source_uri"] == "mem://s.tar" and res.drop_lines == ["a2"]
+    assert res.stats["rows_without_source_uri"] == 1

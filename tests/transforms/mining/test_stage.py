@@ -40,8 +40,9 @@ def test_mine_records_writes_consistent_run_tables(tmp_path, mode):
     records, got = read_embeddings(str(tmp_path / "emb"))
     order = np.argsort(records.column("record_id").to_pylist())
     np.testing.assert_array_equal(got[order], x)
-    copies = pa.table({"record_id_a": ["s0-0001"], "record_id_b": ["s9-0001"], "sha256": ["h1"]},
-                      schema=EXACT_DUPLICATES_SCHEMA)
+    copies = pa.table({"record_id_a": ["s0-0001"], "record_id_b": ["s9-0001"], "sha256": ["h1"],
+                       "source_uri_a": ["mem://s0"], "key_a": ["k1"], "source_uri_b": ["mem://s9"],
+                       "key_b": ["k1"]}, schema=EXACT_DUPLICATES_SCHEMA)
     cfg = Config(mode=mode, nprobe=4, recall_sample_size=600)
     out = mine_records(records, got, copies, cfg)
     write_outputs(out, str(tmp_path / "run"))
@@ -49,8 +50,11 @@ def test_mine_records_writes_consistent_run_tables(tmp_path, mode):
     drop = pq.read_table(tmp_path / "run" / "drop.parquet")
     assert keep.num_rows + drop.num_rows == len(ids) + 1
     assert "s9-0001" in drop.column("record_id").to_pylist()
-    assert (tmp_path / "run" / "keep.txt").read_text().splitlines() == out.keep_keys
-    assert len(out.keep_keys) == keep.num_rows
+    assert (tmp_path / "run" / "keep.txt").read_text().splitlines() == out.keep_lines
+    assert len(out.keep_lines) == keep.num_rows
+    drop_lines = (tmp_path / "run" / "drop.txt").read_text().splitlines()
+    assert drop_lines == out.drop_lines and len(drop_lines) == drop.num_rows
+    assert "mem://s9#k1" in drop_lines  # the byte copy, located though it was never embedded
     dup = pq.read_table(tmp_path / "run" / "duplicates.parquet")
     assert dup.schema.equals(PAIRS_SCHEMA) and dup.num_rows > 0
     assert all(a < b for a, b in zip(dup.column("record_id_a").to_pylist(),
