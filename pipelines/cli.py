@@ -152,14 +152,17 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
+    from pipelines.process_exit import exit_process
+
     try:
-        sys.exit(run())
+        code = run()
     except KeyboardInterrupt:
-        sys.exit(130)
+        code = 130
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         logging.getLogger("clipdedup").error("%s", exc)
         print(f"clipdedup: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        code = 2
+    exit_process(code)  # not sys.exit: native teardown can abort a finished run
 
 
 if __name__ == "__main__":
