@@ -5,11 +5,12 @@ pyarrow's CPU and I/O pools (C++ `std::thread`s) and readers, grpc's event
 engine and the loopback worker-pool server that Beam's DirectRunner starts
 for a Prism attempt and leaves running when Prism cannot start (offline),
 torch's OpenMP team, OpenBLAS servers, tokenizers' rayon pool. The
-interpreter's own shutdown frees the last Python objects while these
-libraries' static state is being destroyed; one fresh `make demo` in ten
-then aborted after printing its summary (`terminate called without an active
-exception`, SIGABRT in the main thread with no Python frame left: the
-signature of pyarrow objects outliving the interpreter, apache/arrow#34314).
+interpreter's shutdown frees the last Python objects while these libraries'
+static state is being torn down, and now and then a finished `make demo`
+aborted after printing its summary (`terminate called without an active
+exception`: SIGABRT in the main thread with no Python frame left, the
+signature pyarrow's readers and pools are reported to leave when they
+outlive the interpreter, apache/arrow#34314; docs/reliability.md).
 
 `exit_process` does the part of shutdown that matters and skips the rest:
 a garbage collection while every library still works, the `atexit` handlers
