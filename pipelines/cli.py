@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 
 from pipelines import check_backend
 from pipelines.config import MODES, Config, load_config
@@ -237,18 +238,27 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             RunCheckError, RunExistsError, ForeignFolderError, LockHeldError)
 
 
-def main() -> None:
+def exit_code(argv: list[str] | None = None) -> int:
+    """Runs the command; user and data errors become one stderr line and 2, bugs
+    keep their traceback and give 1."""
     try:
-        sys.exit(run())
+        return run(argv)
     except KeyboardInterrupt:
-        sys.exit(130)
+        return 130
     except Exception as exc:
         if not isinstance(exc, _user_errors()):
-            raise
+            traceback.print_exc()
+            return 1
         message = " ".join(str(exc).split()) or type(exc).__name__
         notes = "".join(f"; {n}" for n in getattr(exc, "__notes__", ()))
         print(f"clipdedup: error: {message}{notes}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+
+
+def main() -> None:
+    from pipelines.process_exit import exit_process
+
+    exit_process(exit_code())  # not sys.exit: native teardown can abort a finished run
 
 
 if __name__ == "__main__":

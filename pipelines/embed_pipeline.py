@@ -70,7 +70,8 @@ def build_pipeline(config: Config, staging: str, embedding_dim: int,
                                                 overlap=config.decode_overlaps,
                                                 threads=config.num_threads))
     handler = SentenceTransformerImageHandler(config.model, config.device, config.batch_size,
-                                              config.backend, config.num_threads)
+                                              config.backend, config.num_threads,
+                                              image_size=image_size)
     embeddings, embed_errors = decoded.images | "EmbedImages" >> EmbedImages(
         handler, config.model)
 

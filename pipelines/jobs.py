@@ -26,7 +26,8 @@ from pipelines.config import Config
 from pipelines.run_folder import RunFolder, read_table
 from pipelines.stand_in import is_stand_in
 from transforms import schemas
-from transforms.embed import INFERENCE_NAMESPACE, KNOWN_DIMS, is_remote, local_model_dim
+from transforms.embed import INFERENCE_NAMESPACE, KNOWN_DIMS, is_remote
+from transforms.model_files import DEFAULT_IMAGE_SIZE, inspect_model
 
 log = logging.getLogger("clipdedup")
 
@@ -39,21 +40,31 @@ class ModelInfo:
     name: str
     dim: int
     is_stand_in: bool
+    image_size: int = DEFAULT_IMAGE_SIZE  # side of the square pixels the model takes
 
 
 def resolve_model(config: Config) -> ModelInfo:
-    """Embedding width and stand-in status, without loading weights when avoidable."""
+    """Checks that the model can be loaded, before any pipeline starts, and
+    learns its embedding width and input size from its config files (no
+    weights are loaded when they say both).
+
+    Raises:
+        ModelNotFoundError: (a FileNotFoundError) it cannot be loaded; the
+            message says why and how to pass a model.
+    """
     name = config.model
-    local = not is_remote(name) and os.path.isdir(name)
-    dim = config.embedding_dim or (local_model_dim(name) if local else KNOWN_DIMS.get(name))
-    if dim is None:  # an unknown hub model: ask it
+    files = inspect_model(name)
+    size = files.image_size or DEFAULT_IMAGE_SIZE
+    dim = config.embedding_dim or files.dim or KNOWN_DIMS.get(name)
+    if dim is None:  # no config says: ask the model
         import numpy as np
 
         from transforms.embed import SentenceTransformerImageHandler
         handler = SentenceTransformerImageHandler(name, "cpu")
-        probe = handler.run_inference([np.zeros((224, 224, 3), np.uint8)], handler.load_model())
+        probe = handler.run_inference([np.zeros((size, size, 3), np.uint8)], handler.load_model())
         dim = len(probe[0].inference)
-    return ModelInfo(name, int(dim), local and is_stand_in(name))
+    local = not is_remote(name) and os.path.isdir(name)
+    return ModelInfo(name, int(dim), local and is_stand_in(name), size)
 
 
 def default_run_id() -> str:
@@ -91,15 +102,16 @@ def _ids(table: pa.Table, column: str) -> pa.Array:
     return table.column(column).combine_chunks() if table.num_rows else pa.array([], pa.string())
 
 
-def _embed(config: Config, folder: RunFolder, options: PipelineOptions, summary: dict) -> str:
-    model = resolve_model(config)
+def _embed(config: Config, model: ModelInfo, folder: RunFolder, options: PipelineOptions,
+           summary: dict) -> str:
     summary.update(model=model.name, model_is_stand_in=model.is_stand_in,
-                   embedding_dim=model.dim)
+                   embedding_dim=model.dim, image_size=model.image_size)
     if model.is_stand_in:
         log.warning("MODEL IS A STAND-IN: %s has random weights, not the real clip-ViT-B-32; "
                     "its duplicate tables are not meaningful for real data", model.name)
     started = time.monotonic()
-    result = _run(embed_pipeline.build_pipeline(config, folder.staging, model.dim, options))
+    result = _run(embed_pipeline.build_pipeline(config, folder.staging, model.dim, options,
+                                                image_size=model.image_size))
     summary["timings"]["embed_seconds"] = round(time.monotonic() - started, 3)
     summary["timings"]["inference_seconds"] = _inference_seconds(result)
 
@@ -230,10 +242,11 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
 
     preflight.check(config, beam_args, embed=embed, embeddings=embeddings)
     options = pipeline_options(beam_args)
+    model = resolve_model(config) if embed else None  # before anything is created or read
     folder = RunFolder(config.output, config.run_id or default_run_id())
     folder.start(overwrite)  # takes the run id's lock; fails fast if another run holds it
     try:
-        return _run_stages(config, folder, options, embed=embed, mine=mine,
+        return _run_stages(config, model, folder, options, embed=embed, mine=mine,
                            embeddings=embeddings, overwrite=overwrite)
     except BaseException as exc:
         note = folder.abandon()  # an empty staging folder goes; else say where it is
@@ -244,8 +257,9 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
         folder.release()
 
 
-def _run_stages(config: Config, folder: RunFolder, options: PipelineOptions, *, embed: bool,
-                mine: bool, embeddings: str | list[str] | None, overwrite: bool) -> dict:
+def _run_stages(config: Config, model: ModelInfo | None, folder: RunFolder,
+                options: PipelineOptions, *, embed: bool, mine: bool,
+                embeddings: str | list[str] | None, overwrite: bool) -> dict:
     """The stages of `execute`, inside a started run folder whose lock is held."""
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     summary: dict = {
@@ -260,7 +274,7 @@ def _run_stages(config: Config, folder: RunFolder, options: PipelineOptions, *, 
     log.info("run %s: staging in %s", folder.run_id, folder.staging)
     exact_duplicates = None
     if embed:
-        embeddings = _embed(config, folder, options, summary)
+        embeddings = _embed(config, model, folder, options, summary)
         exact_duplicates = folder.path("exact_duplicates.parquet")
         config = config.replace(id_column="record_id", embedding_column="embedding")  # its own table
     elif embeddings:

@@ -65,13 +65,17 @@ def _byte_level_tokenizer():
     return transformers.CLIPTokenizer(vocab={tok: i for i, tok in enumerate(vocab)}, merges=[])
 
 
-def write_stand_in(output: str, size: str = "tiny", seed: int = 0) -> str:
+def write_stand_in(output: str, size: str = "tiny", seed: int = 0,
+                   image_size: int | None = None) -> str:
     """Writes a random-weight CLIP in sentence-transformers format to `output`.
 
     Args:
         output: folder to create (must not exist or be empty).
         size: `tiny` (tests) or `base` (ViT-B/32 compute, benchmarks).
         seed: torch seed, so two stand-ins of one size are identical.
+        image_size: side of the square input the model takes (None: 224, as
+            ViT-B/32); a multiple of the patch size, 32. Real CLIPs exist at
+            224 and 336.
 
     Returns:
         The folder path, loadable with `SentenceTransformer(output)`.
@@ -84,6 +88,11 @@ def write_stand_in(output: str, size: str = "tiny", seed: int = 0) -> str:
     from sentence_transformers.models import CLIPModel as STCLIPModel
 
     spec = _SIZES[size]
+    if image_size is not None:
+        patch = spec["vision"]["patch_size"]
+        if image_size < patch or image_size % patch:
+            raise ValueError(f"image_size must be a multiple of {patch}, got {image_size}")
+        spec = dict(spec, vision=dict(spec["vision"], image_size=image_size))
     torch.manual_seed(seed)
     config = transformers.CLIPConfig(
         text_config=dict(spec["text"], vocab_size=2 * 256 + 2, bos_token_id=512,
@@ -106,5 +115,6 @@ def write_stand_in(output: str, size: str = "tiny", seed: int = 0) -> str:
         st_model.save(output)
     with open(os.path.join(output, STAND_IN_MARKER), "w", encoding="utf-8") as f:
         json.dump({"stand_in": True, "size": size, "seed": seed,
+                   "image_size": spec["vision"]["image_size"],
                    "note": "random weights; not the real clip-ViT-B-32"}, f, indent=2)
     return output

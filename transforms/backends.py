@@ -82,12 +82,15 @@ class ImageEncoder:
         device: torch device the pixels are normalised on.
         autocast_fp16: run `forward` under CUDA fp16 autocast.
         as_numpy: `forward` takes a numpy array (ONNX Runtime) instead of a tensor.
+        image_size: the side S the model takes (None: not known).
     """
 
     def __init__(self, forward: Callable[[Any], Any], mean, std, device: str = "cpu",
-                 autocast_fp16: bool = False, as_numpy: bool = False):
+                 autocast_fp16: bool = False, as_numpy: bool = False,
+                 image_size: int | None = None):
         import torch
 
+        self.image_size = image_size
         self._forward = forward
         self._device = torch.device(device)
         shape = (1, 3, 1, 1)
@@ -267,8 +270,9 @@ def load_encoder(st_model, backend: str = TORCH, device: str = "cpu",
     clip.eval()
     tower = clip_tower.image_tower(clip, size, rewrite)
     if backend == TORCH_INT8:
-        return ImageEncoder(_torch_int8(tower), mean, std)
+        return ImageEncoder(_torch_int8(tower), mean, std, image_size=size)
     if backend == ONNX_INT8:
-        return ImageEncoder(_onnx_int8(tower, size, cache_dir), mean, std, as_numpy=True)
+        return ImageEncoder(_onnx_int8(tower, size, cache_dir), mean, std, as_numpy=True,
+                            image_size=size)
     on_cuda = device.startswith("cuda")
-    return ImageEncoder(tower, mean, std, device, autocast_fp16=on_cuda)
+    return ImageEncoder(tower, mean, std, device, autocast_fp16=on_cuda, image_size=size)

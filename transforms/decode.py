@@ -95,14 +95,33 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+# Resizing the whole image first costs (long side / short side) times the
+# crop; above this ratio only the crop region is resampled (see below).
+MAX_RESIZED_ASPECT = 16
+
+
 def _resize_and_crop(img: Image.Image, size: int) -> Image.Image:
-    """CLIP preprocessing geometry: shortest side to `size`, then centre crop."""
+    """CLIP preprocessing geometry: shortest side to `size`, then centre crop.
+
+    Resizing the whole image first makes the long side of a 40000x1 image
+    8.96 million pixels (gigabytes from a tiny file). So beyond
+    `MAX_RESIZED_ASPECT` the crop box is mapped back into source coordinates
+    and `resize(box=...)` resamples only that region, with the same filter
+    scale: work and memory are then bounded by the source and `size` for any
+    shape. Ordinary images keep the whole-image resize, so their pixels stay
+    bit-identical: Pillow takes a box as float32, which moves the filter's
+    taps slightly and changes a few values by a level or two.
+    """
     w, h = img.size
     scale = size / min(w, h)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    if max(new_w, new_h) > MAX_RESIZED_ASPECT * size:
+        sx, sy = w / new_w, h / new_h  # per axis, as the whole-image resize has them
+        box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+        return img.resize((size, size), Image.Resampling.BICUBIC, box=box)
     if (new_w, new_h) != (w, h):
         img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
     return img.crop((left, top, left + size, top + size))
 
 

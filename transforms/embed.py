@@ -12,7 +12,6 @@ Vectors are L2-normalised float32.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -32,6 +31,7 @@ from apache_beam.ml.inference.base import (
 from transforms import allocator
 from transforms import records as R
 from transforms.metrics import Progress, counter
+from transforms.model_files import is_remote
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,6 @@ KNOWN_DIMS = {"clip-ViT-B-32": 512, "clip-ViT-B-16": 512, "clip-ViT-L-14": 768,
               "sentence-transformers/clip-ViT-B-32": 512,
               "sentence-transformers/clip-ViT-B-16": 512,
               "sentence-transformers/clip-ViT-L-14": 768}
-
-
-def is_remote(path: str) -> bool:
-    return FileSystems.get_scheme(path) not in (None, "file")
 
 
 def copy_model_to_local(remote_dir: str, local_dir: str) -> str:
@@ -63,19 +59,6 @@ def copy_model_to_local(remote_dir: str, local_dir: str) -> str:
             while chunk := src.read(1 << 20):
                 dst.write(chunk)
     return local_dir
-
-
-def local_model_dim(path: str) -> int | None:
-    """The embedding width read from a local sentence-transformers CLIP folder."""
-    for config in ("config.json", os.path.join("0_CLIPModel", "config.json")):
-        try:
-            with open(os.path.join(path, config), encoding="utf-8") as f:
-                dim = json.load(f).get("projection_dim")
-        except (OSError, ValueError):
-            continue
-        if dim:
-            return int(dim)
-    return None
 
 
 class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
@@ -101,11 +84,14 @@ class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any])
         backend: `torch`, `torch-int8` or `onnx-int8` (`backends.BACKENDS`).
         num_threads: torch intra-op threads per worker; 0 keeps torch's default.
         share_across_processes: share one model per VM; default: on CUDA only.
+        image_size: side S of the pixels the decode stage makes; a plain
+            CLIP that takes another size fails in `load_model`, not record
+            by record. None: not checked.
     """
 
     def __init__(self, model_name_or_path: str, device: str = "cpu", batch_size: int = 0,
                  backend: str = "torch", num_threads: int = 0,
-                 share_across_processes: bool | None = None):
+                 share_across_processes: bool | None = None, image_size: int | None = None):
         from transforms import backends
 
         super().__init__()
@@ -115,6 +101,7 @@ class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any])
         self._batch_size = batch_size or backends.default_batch_size(device)
         self._backend = backend
         self._num_threads = num_threads
+        self._image_size = image_size
         self._share_across_processes = (device.startswith("cuda")
                                         if share_across_processes is None
                                         else share_across_processes)
@@ -138,6 +125,10 @@ class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any])
         if encoder is None:
             log.info("%s is not a plain CLIP model: embedding through encode()", self._model)
             return _EncodeFallback(st_model)
+        if self._image_size and encoder.image_size != self._image_size:
+            raise ValueError(f"model {self._model} takes {encoder.image_size}x"
+                             f"{encoder.image_size} images, but the pipeline decodes "
+                             f"{self._image_size}x{self._image_size}")
         return encoder
 
     def run_inference(self, batch: Sequence[np.ndarray], model,
