@@ -43,7 +43,7 @@ def test_a_flag_neither_parser_knows_is_an_error_naming_it(extra, message):
 
 def test_a_stray_argument_is_an_error():
     with pytest.raises(UnknownFlagError, match="unexpected argument 'leftover'"):
-        cli.parse(["mine", "--embeddings", "e/", "leftover"])
+        cli.parse(["mine", "--embeddings", "e/", "--run-id", "r", "leftover"])
 
 
 def test_commands_that_run_no_pipeline_take_no_beam_flags():

@@ -138,7 +138,10 @@ def test_unloadable_model_fails_before_any_folder_is_made(no_hub, tmp_path):
     from pipelines.cli import run
 
     out = tmp_path / "out"
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(b"never read: the model check fails first")
     with pytest.raises(ModelNotFoundError):
-        run(["run", "--input", str(tmp_path), "--model", "clip-ViT-B-32", "--output",
+        run(["run", "--input", str(images), "--model", "clip-ViT-B-32", "--output",
              str(out), "--run-id", "r", "-q"])
     assert not out.exists() or not os.listdir(out)
