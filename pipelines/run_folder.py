@@ -40,6 +40,7 @@ from pipelines.run_names import (
     trash_name,
     validate_run_id,
 )
+from transforms.parquet_open import open_parquet
 
 SUMMARY = "summary.json"
 
@@ -72,11 +73,7 @@ def read_table(folder_or_file: str, columns: list[str] | None = None):
     paths = part_files(folder_or_file) or [folder_or_file]
     if not FileSystems.exists(paths[0]):
         raise FileNotFoundError(f"no Parquet files at {folder_or_file}")
-    tables = []
-    for path in paths:
-        with FileSystems.open(path) as f:
-            tables.append(pq.read_table(f, columns=columns))
-    return pa.concat_tables(tables)
+    return pa.concat_tables([open_parquet(path).read(columns=columns) for path in paths])
 
 
 def _now() -> str:
@@ -230,10 +227,9 @@ class RunFolder:
         target = self.path(f"{table}.parquet.tmp")
         with FileSystems.create(target) as sink, pq.ParquetWriter(sink, schema) as writer:
             for path in part_files(folder):
-                with FileSystems.open(path) as f:
-                    part = pq.ParquetFile(f)
-                    for i in range(part.num_row_groups):
-                        writer.write_table(part.read_row_group(i).cast(schema))
+                part = open_parquet(path)
+                for i in range(part.num_row_groups):
+                    writer.write_table(part.read_row_group(i).cast(schema))
         self._delete_tree(folder)
         FileSystems.rename([target], [self.path(f"{table}.parquet")])
         return self.path(f"{table}.parquet")

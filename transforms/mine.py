@@ -24,10 +24,10 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.metrics import counter
+from transforms.parquet_open import open_parquet
 from transforms.schemas import PAIRS_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -71,21 +71,6 @@ def match_files(patterns: str | list[str]) -> list[str]:
             raise EmbeddingsTableError(f"no embeddings files match {pattern}")
         files.update(found)
     return sorted(files)
-
-
-def open_parquet(path: str) -> pq.ParquetFile:
-    """A Parquet file of a local path or any Beam filesystem.
-
-    Never over a Python file object: Arrow reads those on its IO threads,
-    which take the GIL to release the buffers, and one still doing so while
-    the interpreter exits aborts the process ("terminate called without an
-    active exception"). Local files are opened natively; remote ones are read
-    into memory first.
-    """
-    if "://" not in path:
-        return pq.ParquetFile(path)
-    with FileSystems.open(path) as f:
-        return pq.ParquetFile(pa.BufferReader(f.read()))
 
 
 def _read_columns(path: str, columns: list[str], id_column: str = "record_id",

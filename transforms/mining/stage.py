@@ -23,11 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transforms.mine import EmbeddingsTableError, check_schema, ids_as_strings, open_parquet
+from transforms.mine import EmbeddingsTableError, check_schema, ids_as_strings
 from transforms.mining import mine_pairs
 from transforms.mining.groups import build_groups, pair_tables, resolve_keeper_rule
 from transforms.mining.manifest_text import text
 from transforms.mining.pairs import Pairs, canonical_pairs
+from transforms.parquet_open import open_parquet
 
 # Used for keepers and manifests where a table has them; only the id and the
 # vector column are required (tables made elsewhere may have nothing else).
