@@ -1,4 +1,4 @@
-"""Installs clipdedup: the `pipelines` and `transforms` packages, the YAML
+"""Installs clipdedup: the `pipelines`, `transforms` and `tools` packages, the YAML
 configs and the `clipdedup` console script.
 
 Also serves as Dataflow's `--setup_file`, so workers get the same code.
@@ -42,7 +42,7 @@ setuptools.setup(
     version="0.1.0",
     description="Batch dataset cleaning: exact copies, duplicates and near-duplicates "
                 "of images with CLIP embeddings on Apache Beam.",
-    packages=setuptools.find_packages(include=["pipelines", "pipelines.*",
+    packages=setuptools.find_packages(include=["pipelines", "pipelines.*", "tools", "tools.*",
                                                "transforms", "transforms.*"]),
     data_files=[("configs", CONFIGS)],
     cmdclass={"build_py": BuildPyWithConfigs},

@@ -18,8 +18,8 @@ import time
 
 from pipelines.config import Config
 from pipelines.jobs import execute
-from pipelines.stand_in import write_stand_in
 from tests import hostile_corpus as hc
+from tools.stand_in import write_stand_in
 
 
 def main() -> None:

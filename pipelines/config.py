@@ -90,7 +90,7 @@ class Config:
                 f"duplicate_threshold <= 1, got near={self.near_duplicate_threshold} "
                 f"dup={self.duplicate_threshold}"
             )
-        from transforms.backends import validate as validate_backend
+        from transforms.embed.backends import validate as validate_backend
 
         validate_backend(self.backend, self.device)  # e.g. int8 on cuda is an error
         from transforms.mining.groups import parse_keeper_rule

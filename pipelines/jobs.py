@@ -24,10 +24,9 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines import checks, embed_pipeline, mine_pipeline
 from pipelines.config import Config
 from pipelines.run_folder import RunFolder, read_table
-from pipelines.stand_in import is_stand_in
 from transforms import schemas
-from transforms.embed import INFERENCE_NAMESPACE, KNOWN_DIMS, is_remote
-from transforms.model_files import DEFAULT_IMAGE_SIZE, inspect_model
+from transforms.embed.images import INFERENCE_NAMESPACE, KNOWN_DIMS, is_remote
+from transforms.embed.model_files import DEFAULT_IMAGE_SIZE, inspect_model, is_stand_in
 
 log = logging.getLogger("clipdedup")
 
@@ -59,7 +58,7 @@ def resolve_model(config: Config) -> ModelInfo:
     if dim is None:  # no config says: ask the model
         import numpy as np
 
-        from transforms.embed import SentenceTransformerImageHandler
+        from transforms.embed.images import SentenceTransformerImageHandler
         handler = SentenceTransformerImageHandler(name, "cpu")
         probe = handler.run_inference([np.zeros((size, size, 3), np.uint8)], handler.load_model())
         dim = len(probe[0].inference)

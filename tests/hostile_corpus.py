@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from transforms.formats.image_files import IMAGE_EXTENSIONS
+from transforms.read.formats.image_files import IMAGE_EXTENSIONS
 from transforms.records import make_record_id
 
 # The corpus run must set these caps (`max_image_pixels`, `max_file_bytes`) so

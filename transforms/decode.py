@@ -1,4 +1,4 @@
-"""Stage 2: decode image bytes into the model's input pixels.
+"""Stage 3, decode: image bytes into the model's input pixels.
 
 `decode_image` turns encoded bytes into a uint8 [S, S, 3] RGB array the way
 CLIP's processor does (shortest side resized to S with bicubic filtering, then

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests import hostile_corpus as hc
-from transforms import formats
+from transforms.read import formats
 
 
 class _FailingFile(io.BytesIO):

@@ -90,9 +90,9 @@ def load_sample(patterns: list[str], limit: int, size: int = 224,
     and counted in the log."""
     from apache_beam.io.filesystems import FileSystems
 
-    from transforms import formats
     from transforms.decode import DecodeError, decode_image
-    from transforms.read import expand_input
+    from transforms.read import formats
+    from transforms.read.files import expand_input
 
     ids, pixels, skipped = [], [], 0
     for pattern in patterns:
@@ -131,7 +131,7 @@ def embed_with(model: str, backend: str, pixels: np.ndarray, batch_size: int = 1
     """Vectors of `pixels` from `model` run with `backend` on CPU."""
     from sentence_transformers import SentenceTransformer
 
-    from transforms import backends
+    from transforms.embed import backends
 
     encoder = backends.load_encoder(SentenceTransformer(model, device="cpu"), backend, "cpu")
     if encoder is None:
@@ -165,7 +165,7 @@ def report(agreement: Agreement, backend: str, model: str, is_stand_in: bool) ->
 def run(args) -> int:
     """The `check-backend` subcommand; returns the exit status."""
     from pipelines.config import load_config
-    from pipelines.stand_in import is_stand_in
+    from transforms.embed.model_files import is_stand_in
 
     config = load_config(args.config).replace(
         duplicate_threshold=args.duplicate_threshold,

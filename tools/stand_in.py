@@ -21,7 +21,7 @@ import json
 import os
 import tempfile
 
-STAND_IN_MARKER = "clipdedup_stand_in.json"
+from transforms.embed.model_files import STAND_IN_MARKER
 
 _SIZES = {
     "tiny": dict(
@@ -41,11 +41,6 @@ _SIZES = {
     ),
 }
 SIZES = tuple(_SIZES)
-
-
-def is_stand_in(model_path: str) -> bool:
-    """True when `model_path` is a local folder written by `write_stand_in`."""
-    return os.path.isfile(os.path.join(model_path, STAND_IN_MARKER))
 
 
 def _byte_level_tokenizer():

@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import encode, random_image, write_parquet_images
 from transforms import records as R
-from transforms.formats.parquet_files import read_parquet_file
+from transforms.read.formats.parquet_files import read_parquet_file
 
 
 def _read(path, **kw):
@@ -118,7 +118,7 @@ def test_two_image_columns_and_non_string_path_are_schema_mismatches(tmp_path):
 
 def test_batch_byte_budget_comes_from_row_group_metadata(tmp_path, monkeypatch):
     """Rows of ~1 MiB under a 4 MiB budget: batches of 3-4 rows, all rows read."""
-    from transforms.formats import parquet_files
+    from transforms.read.formats import parquet_files
 
     monkeypatch.setattr(parquet_files, "BATCH_BYTES", 4 << 20)
     blobs = [encode(random_image(i)) + bytes(1 << 20) for i in range(20)]

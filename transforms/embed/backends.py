@@ -9,7 +9,7 @@ the model forward as almost the whole cost of embedding.
 
 `load_encoder(st_model, backend, device)` returns an `ImageEncoder`:
 uint8 [B, S, S, 3] -> L2-normalised float32 [B, D]. Every backend runs the
-image tower of `transforms.clip_tower` (transformers' forward with two exact
+image tower of `transforms.embed.clip_tower` (transformers' forward with two exact
 rewrites that leave out work the image vector does not need). Backends:
 
 - `torch` (default): the image tower in fp32 on CPU; on `device: cuda` the
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from transforms import clip_tower
+from transforms.embed import clip_tower
 
 log = logging.getLogger(__name__)
 

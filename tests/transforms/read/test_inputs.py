@@ -14,8 +14,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import encode, random_image, write_parquet_images, write_tar
 from transforms import records as R
-from transforms.formats import read_image_file
-from transforms.read import ListInputs, ReadRecords, list_inputs
+from transforms.read.files import ListInputs, ReadRecords, list_inputs
+from transforms.read.formats import read_image_file
 
 
 def _found(*patterns):

@@ -1,4 +1,4 @@
-"""Stage 3: embed decoded images with a sentence-transformers CLIP model.
+"""Stage 4, embed: decoded images -> vectors, with a sentence-transformers CLIP model.
 
 `SentenceTransformerImageHandler` is a Beam `ModelHandler` around
 `sentence_transformers.SentenceTransformer(model_name_or_path)`: a hub name
@@ -28,10 +28,10 @@ from apache_beam.ml.inference.base import (
     RunInference,
 )
 
-from transforms import allocator
 from transforms import records as R
+from transforms.embed import allocator
+from transforms.embed.model_files import is_remote
 from transforms.metrics import Progress, counter
-from transforms.model_files import is_remote
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any])
     The model is always loaded with `SentenceTransformer(model_name_or_path)`
     (hub names, local folders and copied remote folders behave the same).
     For a plain CLIP model the batch then runs on the underlying transformers
-    model through `transforms.backends` (one stacked, normalised tensor per
+    model through `transforms.embed.backends` (one stacked, normalised tensor per
     batch; the vectors equal `encode`'s within float tolerance, see
     tests/transforms/test_embed.py); any other model falls back to
     `SentenceTransformer.encode` on PIL images.
@@ -92,7 +92,7 @@ class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any])
     def __init__(self, model_name_or_path: str, device: str = "cpu", batch_size: int = 0,
                  backend: str = "torch", num_threads: int = 0,
                  share_across_processes: bool | None = None, image_size: int | None = None):
-        from transforms import backends
+        from transforms.embed import backends
 
         super().__init__()
         backends.validate(backend, device)
@@ -109,7 +109,7 @@ class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any])
     def load_model(self):
         from sentence_transformers import SentenceTransformer
 
-        from transforms import backends
+        from transforms.embed import backends
 
         if self._num_threads:
             import torch

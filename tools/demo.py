@@ -134,10 +134,10 @@ def real_model_available(name: str = REAL_MODEL, timeout: float = 3.0) -> bool:
 
 
 def run_demo(output: str, data: str, beam_args: list[str]) -> int:
-    from pipelines.cli import print_summary
     from pipelines.jobs import execute
     from pipelines.run_folder import read_table
-    from pipelines.stand_in import write_stand_in
+    from pipelines.summary_text import print_summary
+    from tools.stand_in import write_stand_in
 
     inputs = build_demo_dataset(data)
     if real_model_available():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import random_image
-from transforms import backends
+from transforms.embed import backends
 
 
 def _pixels(n: int, seed: int = 0) -> np.ndarray:
@@ -30,7 +30,7 @@ def test_normalise_matches_clip_formula(st_model):
 
 
 def test_fast_path_equals_sentence_transformers_encode(st_model):
-    from transforms.embed import encode_pil
+    from transforms.embed.images import encode_pil
 
     pixels = _pixels(6, seed=10)
     fast = backends.load_encoder(st_model)(pixels)
@@ -56,7 +56,7 @@ def test_torch_int8_is_quantised_and_close(st_model):
 
 def test_cuda_path_plumbing_on_cpu(st_model):
     """The CUDA code path (uint8 to device, autocast) run with device=cpu."""
-    from transforms.clip_tower import image_tower
+    from transforms.embed.clip_tower import image_tower
 
     clip, mean, std, size = backends.clip_parts(st_model)
     encoder = backends.ImageEncoder(image_tower(clip, size), mean, std, "cpu", autocast_fp16=True)
@@ -139,7 +139,7 @@ def test_onnx_int8_default_cache_is_keyed_by_weights_and_exported_once(
 
     pytest.importorskip("onnxruntime")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    from transforms.clip_tower import image_tower
+    from transforms.embed.clip_tower import image_tower
 
     clip, _, _, size = backends.clip_parts(st_model)
     tower = image_tower(clip, size)
@@ -165,7 +165,7 @@ def test_onnx_int8_concurrent_loads_export_once(st_model, tmp_path, counted_expo
     from concurrent.futures import ThreadPoolExecutor
 
     pytest.importorskip("onnxruntime")
-    from transforms.clip_tower import image_tower
+    from transforms.embed.clip_tower import image_tower
 
     clip, _, _, size = backends.clip_parts(st_model)
     tower = image_tower(clip, size)

@@ -1,4 +1,4 @@
-"""Stage 1: find input files and read image records out of them.
+"""Stage 1, read: find input files and read image records out of them.
 
 `ListInputs` turns the user's globs and directories into file metadata, each
 file once, plus a row (`SKIPPED_SCHEMA`) for every path it found but will not
@@ -37,9 +37,9 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import formats
 from transforms import records as R
 from transforms.metrics import Progress, counter
+from transforms.read import formats
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,16 @@ HOW_TO_PASS = ("pass a local sentence-transformers model folder with --model PAT
                "(for tests: `clipdedup make-stand-in --output models/clip-tiny`)")
 
 
+# Written into a stand-in model's folder by `tools/stand_in.py`: random
+# weights, never to be presented as the real model.
+STAND_IN_MARKER = "clipdedup_stand_in.json"
+
+
+def is_stand_in(model_path: str) -> bool:
+    """True when `model_path` is a local folder written by `clipdedup make-stand-in`."""
+    return os.path.isfile(os.path.join(model_path, STAND_IN_MARKER))
+
+
 class ModelNotFoundError(FileNotFoundError):
     """The model named cannot be loaded from here."""
 

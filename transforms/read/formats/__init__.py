@@ -11,13 +11,13 @@ tells the two apart where a decoder raises `OSError` too).
 import os
 
 from transforms import records as R
-from transforms.formats.image_files import (
+from transforms.read.formats.image_files import (
     IMAGE_EXTENSIONS,
     UNSUPPORTED_IMAGE_EXTENSIONS,
     read_image_file,
 )
-from transforms.formats.parquet_files import read_parquet_file
-from transforms.formats.tar_shards import read_tar_shard
+from transforms.read.formats.parquet_files import read_parquet_file
+from transforms.read.formats.tar_shards import read_tar_shard
 
 TAR, PARQUET, IMAGE = "tar", "parquet", "image"
 # Compressed shards are not read (records are found by seeking in the tar).

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import random_image
-from transforms import clip_tower
+from transforms.embed import clip_tower
 
 
 def _clip(hidden_act: str = "quick_gelu", layers: int = 3):
@@ -84,8 +84,8 @@ def test_encoder_and_encode_keep_the_vectors_of_the_model_as_loaded(tiny_model):
     the encoder, agree."""
     from sentence_transformers import SentenceTransformer
 
-    from transforms import backends
-    from transforms.embed import encode_pil
+    from transforms.embed import backends
+    from transforms.embed.images import encode_pil
 
     st_model = SentenceTransformer(tiny_model, device="cpu")
     pixels = np.stack([np.asarray(random_image(60 + i, (224, 224))) for i in range(4)])

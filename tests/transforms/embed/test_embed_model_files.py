@@ -14,14 +14,14 @@ import pytest
 from pipelines.config import Config
 from pipelines.jobs import resolve_model
 from tests.conftest import random_image
-from transforms import model_files
-from transforms.model_files import ModelNotFoundError, inspect_model
+from transforms.embed import model_files
+from transforms.embed.model_files import ModelNotFoundError, inspect_model
 
 
 @pytest.fixture(scope="session")
 def tiny_model_64(tmp_path_factory) -> str:
     """The tiny stand-in at a 64-pixel input (real CLIPs exist at 224 and 336)."""
-    from pipelines.stand_in import write_stand_in
+    from tools.stand_in import write_stand_in
 
     return write_stand_in(str(tmp_path_factory.mktemp("models") / "clip-tiny-64"), "tiny",
                           image_size=64)
@@ -106,7 +106,7 @@ def test_hub_name_found_in_the_cache_without_network(no_hub, tiny_model_64):
 
 
 def test_handler_refuses_pixels_of_another_size(tiny_model_64):
-    from transforms.embed import SentenceTransformerImageHandler, encode_pil
+    from transforms.embed.images import SentenceTransformerImageHandler, encode_pil
 
     with pytest.raises(ValueError, match="takes 64x64 images.*decodes 224x224"):
         SentenceTransformerImageHandler(tiny_model_64, image_size=224).load_model()

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transforms import records as R
-from transforms.formats.storage import reraise_storage_failure, storage_file
+from transforms.read.formats.storage import reraise_storage_failure, storage_file
 
 BATCH_ROWS = 256
 BATCH_BYTES = 64 << 20

@@ -11,7 +11,7 @@ import pytest
 # faults of five 10 MB allocate-touch-free rounds after one warm-up round.
 CHILD = """
 import ctypes, resource, sys
-from transforms import allocator
+from transforms.embed import allocator
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
 libc.free.argtypes = (ctypes.c_void_p,)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines import check_backend as cb
 from pipelines.cli import run as cli_run
 from tests.conftest import encode, random_image, write_tar
+from tools import check_backend as cb
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

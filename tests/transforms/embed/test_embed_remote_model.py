@@ -23,7 +23,7 @@ from apache_beam.testing.util import assert_that
 from pipelines.config import Config
 from pipelines.jobs import resolve_model
 from tests.conftest import random_image
-from transforms.embed import (
+from transforms.embed.images import (
     SentenceTransformerImageHandler,
     copy_model_to_local,
     is_remote,

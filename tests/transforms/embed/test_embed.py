@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import random_image
-from transforms.backends import ImageEncoder
-from transforms.embed import SentenceTransformerImageHandler, encode_pil
+from transforms.embed.backends import ImageEncoder
+from transforms.embed.images import SentenceTransformerImageHandler, encode_pil
 
 
 def _batch(n: int, seed: int = 0) -> list[np.ndarray]:

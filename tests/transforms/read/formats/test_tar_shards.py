@@ -1,7 +1,7 @@
 
 from tests.conftest import encode, random_image, write_tar
 from transforms import records as R
-from transforms.formats.tar_shards import read_tar_shard, sample_key
+from transforms.read.formats.tar_shards import read_tar_shard, sample_key
 
 
 def _read(path):

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from transforms import records as R
-from transforms.formats.image_files import IMAGE_EXTENSIONS
+from transforms.read.formats.image_files import IMAGE_EXTENSIONS
 
 BLOCK = 512
 _MIN_END_PADDING = 2 * BLOCK  # a tar ends with two zero blocks
