@@ -1,14 +1,10 @@
 """glibc malloc settings for a CPU embedding worker.
 
-A forward pass allocates and frees tens of megabytes of activations (a
-ViT-B/32 MLP tensor at batch 16 is 10 MB). glibc serves blocks above its
-mmap threshold with fresh `mmap` pages and returns them on free, and gives
-back the top of its heap above the trim threshold; every such block is then
-page-faulted in again by the next batch. On the 2-core machine that was
-11,000-16,000 page faults per forward pass with glibc's default (adaptive)
-threshold, 65,000 with a fixed 128 KiB one, and none with the settings below;
-the forward ran 1.13x faster than in the 128 KiB case, and two embed jobs
-1.05x and 1.08x faster than with the defaults (docs/throughput.md).
+A forward pass allocates and frees tens of megabytes of activations. glibc
+serves blocks above its mmap threshold with fresh `mmap` pages and returns
+them on free, and gives back the top of its heap above the trim threshold;
+every such block is then page-faulted in again by the next batch
+(docs/throughput.md has the page faults and timings measured).
 
 `keep_freed_memory()` raises the mmap threshold to glibc's maximum (32 MiB)
 and the trim threshold to 1 GiB, so freed activations stay in the process

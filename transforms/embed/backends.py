@@ -50,10 +50,9 @@ INT8_BACKENDS = (TORCH_INT8, ONNX_INT8)
 # recipe is not reused.
 ONNX_INT8_FILE = "vision_int8_matmul.onnx"
 
-# Images per forward pass when `batch_size` is 0 (auto). CPU: on the 2-core
-# machine one quick fp32 run gave 2.5 img/s at 16 vs 2.1 at 32 (shared,
-# noisy CPU): bigger batches do not help a CPU. CUDA: unmeasured; a ViT-B/32
-# in fp16 fits thousands, 256 keeps latency and host memory modest.
+# Images per forward pass when `batch_size` is 0 (auto). Bigger batches do
+# not help a CPU (docs/throughput.md); on CUDA a ViT-B/32 in fp16 fits
+# thousands, 256 keeps latency and host memory modest.
 DEFAULT_BATCH_SIZE = {"cpu": 16, "cuda": 256}
 
 
@@ -221,9 +220,9 @@ def onnx_cache_dir(tower, size: int) -> str:
 
 
 def _onnx_int8(tower, size: int, cache_dir: str | None = None):
-    """An ONNX Runtime session of the int8 image tower. The export (8 s and
-    about 1 GiB extra for ViT-B/32 on a 2-core machine) runs once per cache
-    folder: concurrent loads wait for the first one and reuse its file."""
+    """An ONNX Runtime session of the int8 image tower. The export is slow and
+    takes memory (docs/throughput.md), so it runs once per cache folder:
+    concurrent loads wait for the first one and reuse its file."""
     import torch
     try:
         import onnxruntime as ort
