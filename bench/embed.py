@@ -210,12 +210,11 @@ def measure_forward(args) -> dict:
     # onnx-int8: exported once, cached.
     encoder = backends.load_encoder(st, args.backend, "cpu", rewrite=rewrite)
     x = encoder.normalise(_random_pixels(args.batch))
-    feed = x.numpy() if encoder._as_numpy else x
     with torch.inference_mode():
-        encoder._forward(feed)  # warm-up (allocations, ORT graph)
+        encoder.forward(x)  # warm-up (allocations, ORT graph)
         n, started, cpu = 0, time.perf_counter(), _cpu()
         while n < args.images:
-            encoder._forward(feed)
+            encoder.forward(x)
             n += args.batch
         seconds = time.perf_counter() - started
     return {"images": n, "seconds": seconds, "cpu_seconds": _cpu() - cpu}
@@ -238,12 +237,12 @@ def measure_tower_ab(args) -> dict:
     seconds = dict.fromkeys(encoders, 0.0)
     with torch.inference_mode():
         for encoder in encoders.values():
-            encoder._forward(x)  # warm-up
+            encoder.forward(x)  # warm-up
         n, cpu = 0, _cpu()
         while n < args.images:
             for tower, encoder in encoders.items():
                 started = time.perf_counter()
-                encoder._forward(x)
+                encoder.forward(x)
                 seconds[tower] += time.perf_counter() - started
             n += args.batch
     return {"images": n, "seconds": seconds["stock"] + seconds["rewritten"],

@@ -21,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines import checks, embed_pipeline, mine_pipeline
+from pipelines import __version__, checks, embed_pipeline, mine_pipeline
 from pipelines.config import Config
 from pipelines.run_folder import RunFolder, read_table
 from transforms import schemas
@@ -30,7 +30,6 @@ from transforms.embed.model_files import DEFAULT_IMAGE_SIZE, inspect_model, is_s
 
 log = logging.getLogger("clipdedup")
 
-VERSION = "0.1.0"
 DEFAULT_RUNNER = "DirectRunner"
 
 
@@ -262,7 +261,7 @@ def _run_stages(config: Config, model: ModelInfo | None, folder: RunFolder,
     """The stages of `execute`, inside a started run folder whose lock is held."""
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     summary: dict = {
-        "clipdedup_version": VERSION, "run_id": folder.run_id, "started_at": started_at,
+        "clipdedup_version": __version__, "run_id": folder.run_id, "started_at": started_at,
         "runner": options.view_as(StandardOptions).runner, "python": platform.python_version(),
         "stages": [s for s, on in (("embed", embed), ("mine", mine)) if on],
         "duplicate_threshold": config.duplicate_threshold,

@@ -28,6 +28,8 @@ import os
 
 import numpy as np
 
+from transforms.records import DEFAULT_MAX_IMAGE_PIXELS
+
 log = logging.getLogger("clipdedup")
 
 MIN_MEAN_COSINE = 0.999
@@ -84,7 +86,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, duplicate: float, near
 
 
 def load_sample(patterns: list[str], limit: int, size: int = 224,
-                max_pixels: int = 89_478_485) -> tuple[list[str], np.ndarray]:
+                max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[list[str], np.ndarray]:
     """Up to `limit` decoded images (ids, uint8 [n, S, S, 3]) from the inputs,
     read and decoded exactly as the pipeline does; undecodable ones are skipped
     and counted in the log."""

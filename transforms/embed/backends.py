@@ -113,18 +113,27 @@ class ImageEncoder:
         """The handler's entry point (also callable through a shared-model proxy)."""
         return self(pixels)
 
+    def forward(self, x):
+        """The model on a `normalise`d batch: raw [B, D] features, not unit length.
+
+        What `__call__` runs between normalising and L2-normalising; benchmarks
+        time it alone.
+        """
+        import torch
+
+        with torch.inference_mode():
+            if self._as_numpy:
+                return torch.from_numpy(np.asarray(self._forward(x.cpu().numpy())))
+            if self._autocast:
+                with torch.autocast(device_type=self._device.type, dtype=torch.float16):
+                    return self._forward(x)
+            return self._forward(x)
+
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         import torch
 
-        x = self.normalise(pixels)
+        out = self.forward(self.normalise(pixels))
         with torch.inference_mode():
-            if self._as_numpy:
-                out = torch.from_numpy(np.asarray(self._forward(x.cpu().numpy())))
-            elif self._autocast:
-                with torch.autocast(device_type=self._device.type, dtype=torch.float16):
-                    out = self._forward(x)
-            else:
-                out = self._forward(x)
             out = out.float()
             out = out / out.norm(dim=1, keepdim=True).clamp_min(1e-12)
         return out.cpu().numpy().astype(np.float32, copy=False)

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests import hostile_corpus as hc
+from tools import hostile_corpus as hc
 from transforms.read import formats
 
 
