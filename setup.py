@@ -1,4 +1,4 @@
-"""Installs clipdedup: the `pipelines` and `transforms` packages, the YAML
+"""Installs clipdedup: the `pipelines`, `transforms` and `tools` packages, the YAML
 configs and the `clipdedup` console script.
 
 Also serves as Dataflow's `--setup_file`, so workers get the same code.
@@ -6,6 +6,7 @@ Also serves as Dataflow's `--setup_file`, so workers get the same code.
 
 import glob
 import os
+import re
 import shutil
 
 import setuptools
@@ -31,6 +32,11 @@ class BuildPyWithConfigs(build_py):
             shutil.copy(os.path.join(HERE, path), target)
 
 
+def version():
+    with open(os.path.join(HERE, "pipelines", "__init__.py"), encoding="utf-8") as f:
+        return re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
+
+
 def requirements():
     with open(os.path.join(HERE, "requirements.txt"), encoding="utf-8") as f:
         return [line.split("#")[0].strip() for line in f
@@ -39,10 +45,10 @@ def requirements():
 
 setuptools.setup(
     name="clipdedup",
-    version="0.1.0",
+    version=version(),
     description="Batch dataset cleaning: exact copies, duplicates and near-duplicates "
                 "of images with CLIP embeddings on Apache Beam.",
-    packages=setuptools.find_packages(include=["pipelines", "pipelines.*",
+    packages=setuptools.find_packages(include=["pipelines", "pipelines.*", "tools", "tools.*",
                                                "transforms", "transforms.*"]),
     data_files=[("configs", CONFIGS)],
     cmdclass={"build_py": BuildPyWithConfigs},

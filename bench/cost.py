@@ -31,9 +31,9 @@ import time
 import numpy as np
 from PIL import Image
 
-from pipelines.stand_in import write_stand_in
+from tools.stand_in import write_stand_in
 from transforms.decode import decode_image
-from transforms.embed import SentenceTransformerImageHandler
+from transforms.embed.images import SentenceTransformerImageHandler
 
 BATCH = 32
 

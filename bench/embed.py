@@ -9,8 +9,8 @@ measures, each in its own subprocess so peak memory is its own:
 
   (a)  raw model forward on preprocessed tensors: transformers'
        `get_image_features` as loaded (fp32), then (a') clipdedup's image
-       tower as its worker runs it (`transforms.clip_tower` and
-       `transforms.allocator`; fp32 and each int8 backend); `tower-ab` times
+       tower as its worker runs it (`transforms.embed.clip_tower` and
+       `transforms.embed.allocator`; fp32 and each int8 backend); `tower-ab` times
        the tower rewrite alone against (a), batch by batch in one process;
   (b)  the reference recipe: `SentenceTransformer.encode` on a list of opened
        PIL images (batch by batch, as a user would);
@@ -199,23 +199,22 @@ def measure_forward(args) -> dict:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from transforms import backends
+    from transforms.embed import backends
 
     _threads(args.threads)
     rewrite = args.tower == "rewritten"
     if rewrite:  # clipdedup's tower, run as its embed worker runs it
-        from transforms.allocator import keep_freed_memory
+        from transforms.embed.allocator import keep_freed_memory
         keep_freed_memory()
     st = SentenceTransformer(args.model, device="cpu")
     # onnx-int8: exported once, cached.
     encoder = backends.load_encoder(st, args.backend, "cpu", rewrite=rewrite)
     x = encoder.normalise(_random_pixels(args.batch))
-    feed = x.numpy() if encoder._as_numpy else x
     with torch.inference_mode():
-        encoder._forward(feed)  # warm-up (allocations, ORT graph)
+        encoder.forward(x)  # warm-up (allocations, ORT graph)
         n, started, cpu = 0, time.perf_counter(), _cpu()
         while n < args.images:
-            encoder._forward(feed)
+            encoder.forward(x)
             n += args.batch
         seconds = time.perf_counter() - started
     return {"images": n, "seconds": seconds, "cpu_seconds": _cpu() - cpu}
@@ -228,7 +227,7 @@ def measure_tower_ab(args) -> dict:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from transforms import backends
+    from transforms.embed import backends
 
     _threads(args.threads)
     encoders = {tower: backends.load_encoder(SentenceTransformer(args.model, device="cpu"),
@@ -238,12 +237,12 @@ def measure_tower_ab(args) -> dict:
     seconds = dict.fromkeys(encoders, 0.0)
     with torch.inference_mode():
         for encoder in encoders.values():
-            encoder._forward(x)  # warm-up
+            encoder.forward(x)  # warm-up
         n, cpu = 0, _cpu()
         while n < args.images:
             for tower, encoder in encoders.items():
                 started = time.perf_counter()
-                encoder._forward(x)
+                encoder.forward(x)
                 seconds[tower] += time.perf_counter() - started
             n += args.batch
     return {"images": n, "seconds": seconds["stock"] + seconds["rewritten"],
@@ -297,7 +296,7 @@ def measure_pipeline(args) -> dict:
 def _time_forward_passes(batches: list) -> None:
     """Records (start, end, images) of every forward pass the embed handler runs
     in this process (bench-only; with worker processes nothing is recorded)."""
-    from transforms.embed import SentenceTransformerImageHandler
+    from transforms.embed.images import SentenceTransformerImageHandler
 
     run = SentenceTransformerImageHandler.run_inference
 
@@ -475,7 +474,7 @@ def main() -> None:
     large = tuple(int(v) for v in args.large_size.split("x"))
     os.makedirs(OUT, exist_ok=True)
 
-    from pipelines.stand_in import write_stand_in
+    from tools.stand_in import write_stand_in
     for path, size in ((BASE_MODEL, "base"), (TINY_MODEL, "tiny")):
         if not os.path.exists(os.path.join(path, "modules.json")):
             write_stand_in(path, size)

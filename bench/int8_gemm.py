@@ -163,7 +163,7 @@ def main() -> None:
 
     started = time.time()
     if not os.path.exists(BASE_MODEL):
-        from pipelines.stand_in import write_stand_in
+        from tools.stand_in import write_stand_in
         write_stand_in(BASE_MODEL, "base")
     print(f"cpu: {os.cpu_count()} cores; {cpu_int8_features()}")
     print(f"matrix products of ViT-B/32 at batch 16 (M={ROWS}); each contender in its own "

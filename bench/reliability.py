@@ -1,6 +1,6 @@
 """Figures for the reliability note: a hostile corpus run end to end.
 
-Builds `tests/hostile_corpus.py`'s corpus, runs the embed and mine stages on
+Builds `tools/hostile_corpus.py`'s corpus, runs the embed and mine stages on
 it with a tiny stand-in model (the figures are about accounting, not
 similarity), checks the published tables against the corpus manifest and
 prints: kinds of bad input tried, records injected, records lost.
@@ -18,8 +18,8 @@ import time
 
 from pipelines.config import Config
 from pipelines.jobs import execute
-from pipelines.stand_in import write_stand_in
-from tests import hostile_corpus as hc
+from tools import hostile_corpus as hc
+from tools.stand_in import write_stand_in
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ import logging
 import sys
 import traceback
 
-from pipelines import check_backend
 from pipelines.config import MODES, Config, load_config
+from tools import check_backend
 
 log = logging.getLogger("clipdedup")
 
@@ -108,49 +108,6 @@ def _setup_logging(quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def print_summary(summary: dict, out=None) -> None:
-    """The short human-readable end of a run (to `out`, default the current stdout)."""
-    c = summary.get("counts", {})
-    lines = [f"run {summary['run_id']} published to {summary['run_folder']}"]
-    if summary.get("model_is_stand_in"):
-        lines.append(f"  MODEL IS A STAND-IN (random weights): {summary['model']}")
-    elif "model" in summary:
-        lines.append(f"  model: {summary['model']}")
-    if "records_read" in c:
-        lines.append(f"  records read {c['records_read']} from {c['files']} files: embedded "
-                     f"{c['embedded']}, byte copies {c['exact_copies_not_embedded']}, "
-                     f"errors {c['record_errors']} {c.get('errors_by_reason') or ''}")
-    if c.get("files_failed"):
-        lines.append(f"  files that failed as a whole: {c['files_failed']}, e.g. " + "; ".join(
-            f"{f['source_uri']} ({f['reason']}: {f['message'][:120]})"
-            for f in summary.get("failed_files", [])[:3]))
-    if c.get("files_skipped"):
-        lines.append(f"  files not read: {c['files_skipped']} {c['skipped_by_reason']} "
-                     "(listed in skipped.parquet)")
-    if "duplicates" in c:
-        lines.append(f"  pairs: duplicates {c['duplicates']} (score >= "
-                     f"{summary['duplicate_threshold']}), near-duplicates "
-                     f"{c['near_duplicates']} (>= {summary['near_duplicate_threshold']})")
-    m = summary.get("mining", {})
-    if m.get("mode"):
-        recall = m.get("recall_sampled")
-        lines.append(f"  mining: mode {m['mode']}, sampled recall "
-                     f"{'n/a' if recall is None else f'{recall:.4f}'}"
-                     + (" (BELOW TARGET)" if m.get("recall_below_target") else ""))
-    g = summary.get("groups")
-    if g:
-        lines.append(f"  manifest: kept {g['kept']}, dropped {g['dropped']} (exact_copy "
-                     f"{g['dropped_exact_copy']}, duplicate {g['dropped_duplicate']}, "
-                     f"near_duplicate {g['dropped_near_duplicate']}) in {g['groups']} groups")
-    t = summary["timings"]
-    took = f"  took {t['total_seconds']:.1f} s"
-    if t.get("inference_seconds") is not None:
-        took += (f" (embed stage {t['embed_seconds']:.1f} s, of which the model "
-                 f"{t['inference_seconds']:.1f} s, summed over workers)")
-    lines.append(took)
-    print("\n".join(lines), file=out or sys.stdout)
-
-
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config file named by `--config`, overridden by the stage flags given."""
     return load_config(args.config).replace(
@@ -199,7 +156,7 @@ def run(argv: list[str] | None = None) -> int:
     _setup_logging(args.quiet_all or getattr(args, "quiet", False))
 
     if args.command == "make-stand-in":
-        from pipelines.stand_in import write_stand_in
+        from tools.stand_in import write_stand_in
         print(write_stand_in(args.output, args.size))
         return 0
     if args.command == "check-backend":
@@ -207,10 +164,11 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "clean":
         return _clean(args)
     if args.command == "demo":
-        from pipelines.demo import run_demo
+        from tools.demo import run_demo
         return run_demo(args.output, args.data, beam_args)
 
     from pipelines.jobs import execute
+    from pipelines.summary_text import print_summary
 
     config = config_from_args(args)
     summary = execute(config, beam_args, embed=args.command in ("run", "embed"),

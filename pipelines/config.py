@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from transforms.records import DEFAULT_MAX_IMAGE_PIXELS
+
 MODES = ("auto", "exact", "approximate", "distributed")
 
 
@@ -39,7 +41,7 @@ class Config:
     num_threads: int = 0  # torch threads per worker; 0 = torch's default
 
     # Decoding.
-    max_image_pixels: int = 89_478_485  # Pillow's default cap, made explicit
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     decode_isolation: str = "none"  # none | subprocess (contains decoder hangs and crashes)
     decode_timeout_s: float = 30.0  # per image, in subprocess isolation
     decode_ahead: int = 32  # isolation none: records decoded ahead of the model in threads; 0 = inline
@@ -90,7 +92,7 @@ class Config:
                 f"duplicate_threshold <= 1, got near={self.near_duplicate_threshold} "
                 f"dup={self.duplicate_threshold}"
             )
-        from transforms.backends import validate as validate_backend
+        from transforms.embed.backends import validate as validate_backend
 
         validate_backend(self.backend, self.device)  # e.g. int8 on cuda is an error
         from transforms.mining.groups import parse_keeper_rule

@@ -26,8 +26,8 @@ from transforms.byte_copies import (
     SkipByteCopies,
 )
 from transforms.decode import DecodeImages
-from transforms.embed import EmbedImages, SentenceTransformerImageHandler
-from transforms.read import FindChangedFiles, ListInputs, ReadRecords
+from transforms.embed.images import EmbedImages, SentenceTransformerImageHandler
+from transforms.read.files import FindChangedFiles, ListInputs, ReadRecords
 from transforms.write import WriteTable
 
 EMBEDDINGS, ERRORS, SHARDS, EXACT_DUPLICATES, SKIPPED = (

@@ -21,17 +21,15 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines import checks, embed_pipeline, mine_pipeline
+from pipelines import __version__, checks, embed_pipeline, mine_pipeline
 from pipelines.config import Config
 from pipelines.run_folder import RunFolder, read_table
-from pipelines.stand_in import is_stand_in
 from transforms import schemas
-from transforms.embed import INFERENCE_NAMESPACE, KNOWN_DIMS, is_remote
-from transforms.model_files import DEFAULT_IMAGE_SIZE, inspect_model
+from transforms.embed.images import INFERENCE_NAMESPACE, KNOWN_DIMS, is_remote
+from transforms.embed.model_files import DEFAULT_IMAGE_SIZE, inspect_model, is_stand_in
 
 log = logging.getLogger("clipdedup")
 
-VERSION = "0.1.0"
 DEFAULT_RUNNER = "DirectRunner"
 
 
@@ -59,7 +57,7 @@ def resolve_model(config: Config) -> ModelInfo:
     if dim is None:  # no config says: ask the model
         import numpy as np
 
-        from transforms.embed import SentenceTransformerImageHandler
+        from transforms.embed.images import SentenceTransformerImageHandler
         handler = SentenceTransformerImageHandler(name, "cpu")
         probe = handler.run_inference([np.zeros((size, size, 3), np.uint8)], handler.load_model())
         dim = len(probe[0].inference)
@@ -263,7 +261,7 @@ def _run_stages(config: Config, model: ModelInfo | None, folder: RunFolder,
     """The stages of `execute`, inside a started run folder whose lock is held."""
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     summary: dict = {
-        "clipdedup_version": VERSION, "run_id": folder.run_id, "started_at": started_at,
+        "clipdedup_version": __version__, "run_id": folder.run_id, "started_at": started_at,
         "runner": options.view_as(StandardOptions).runner, "python": platform.python_version(),
         "stages": [s for s, on in (("embed", embed), ("mine", mine)) if on],
         "duplicate_threshold": config.duplicate_threshold,

@@ -26,7 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from pipelines.config import Config
-from transforms.read import expand_input
+from transforms.read.files import expand_input
 
 
 class PreflightError(ValueError):

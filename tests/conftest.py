@@ -14,7 +14,7 @@ from PIL import Image
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     """A tiny random-weight CLIP in sentence-transformers format (built once)."""
-    from pipelines.stand_in import write_stand_in
+    from tools.stand_in import write_stand_in
 
     return write_stand_in(str(tmp_path_factory.mktemp("models") / "clip-tiny"), "tiny")
 

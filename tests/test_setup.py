@@ -80,7 +80,7 @@ def test_console_script_runs_from_a_fresh_venv(dists, tmp_path):
         return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
                               check=True).stdout
 
-    where = run(python, "-c", "import pipelines, transforms.embed as e; "
+    where = run(python, "-c", "import pipelines, transforms.embed.images as e; "
                 "from pipelines.config import load_config, resolve_config_path; "
                 "print(pipelines.__file__); print(e.__file__); "
                 "print(resolve_config_path('dataflow')); print(load_config('dataflow').model)")

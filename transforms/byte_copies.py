@@ -1,4 +1,4 @@
-"""Find byte-identical records, so each distinct image is embedded once.
+"""Stage 2, byte copies: find byte-identical records, so each distinct image is embedded once.
 
 Works on the index pass (records without bytes): records are grouped by
 sha256; the smallest `record_id` of a group is its representative and every

@@ -1,4 +1,4 @@
-"""Stage 2: decode image bytes into the model's input pixels.
+"""Stage 3, decode: image bytes into the model's input pixels.
 
 `decode_image` turns encoded bytes into a uint8 [S, S, 3] RGB array the way
 CLIP's processor does (shortest side resized to S with bicubic filtering, then
@@ -125,7 +125,7 @@ def _resize_and_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
-def decode_image(data: bytes, size: int = 224, max_pixels: int = 89_478_485
+def decode_image(data: bytes, size: int = 224, max_pixels: int = R.DEFAULT_MAX_IMAGE_PIXELS
                  ) -> tuple[np.ndarray, int, int]:
     """Decodes `data` into (pixels uint8 [size, size, 3], width, height).
 
@@ -313,7 +313,7 @@ class DecodeImages(beam.PTransform):
         threads: decoding threads when not overlapping; 0 = one per core.
     """
 
-    def __init__(self, size: int = 224, max_pixels: int = 89_478_485, isolation: str = "none",
+    def __init__(self, size: int = 224, max_pixels: int = R.DEFAULT_MAX_IMAGE_PIXELS, isolation: str = "none",
                  timeout_s: float | None = None,
                  decoder: Callable[..., tuple[np.ndarray, int, int]] = decode_image,
                  ahead: int = 0, overlap: bool = True, threads: int = 0):

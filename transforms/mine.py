@@ -1,4 +1,4 @@
-"""Stage 5: mine the embeddings table for duplicate and near-duplicate pairs.
+"""Stage 5, mine: the embeddings table -> duplicate and near-duplicate pairs.
 
 `MinePairs` takes the uri patterns of an embeddings table (the contract with
 the embed stage, `schemas.embeddings_schema`), loads ids and vectors in one

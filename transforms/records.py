@@ -18,6 +18,10 @@ import numpy as np
 # Stages that can reject a record (the `stage` column of the errors table).
 READ, DECODE, EMBED = "read", "decode", "embed"
 
+# Pillow's default decompression-bomb cap, made explicit: larger images are
+# `too_large` before any pixel is allocated (config key `max_image_pixels`).
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+
 # Stable reason codes (the `reason` column). Never rename one: nightly
 # dashboards group by them.
 EMPTY_FILE = "empty_file"

@@ -1,6 +1,6 @@
 """End-to-end reliability: a hostile corpus, retried transient I/O, SIGKILL, reruns.
 
-One clean run of the hostile corpus (`tests/hostile_corpus.py`) is the
+One clean run of the hostile corpus (`tools/hostile_corpus.py`) is the
 reference; the other runs (a retrying runner with injected storage failures
 and different output sharding; a rerun after SIGKILL with other parallelism)
 must publish the same tables.
@@ -23,7 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.config import load_config
 from pipelines.jobs import execute
-from tests import hostile_corpus as hc
+from tools import hostile_corpus as hc
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

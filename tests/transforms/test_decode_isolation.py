@@ -12,7 +12,7 @@ import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tests.hostile_corpus import encode, smooth_image
+from tools.hostile_corpus import encode, smooth_image
 from transforms import records as R
 from transforms.decode import DecodeImages, decode_image
 

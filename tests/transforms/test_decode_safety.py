@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests import hostile_corpus as hc
+from tools import hostile_corpus as hc
 from transforms import records as R
 from transforms.decode import DecodeError, decode_image
 

@@ -5,7 +5,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import encode, random_image, write_parquet_images, write_tar
 from transforms.byte_copies import FindByteCopies, SkipByteCopies
-from transforms.read import MatchInputs, ReadRecords
+from transforms.read.files import MatchInputs, ReadRecords
 
 
 @pytest.fixture
