@@ -1,0 +1,160 @@
+"""A Beam engine on this machine in processes of its own, apart from the launcher.
+
+With the DirectRunner the launcher *is* the engine: every element a job
+buffers counts against the process that called `clipdedup`, so the
+launcher's memory cannot be told from the job's. `LocalEngine` starts Beam's
+Python job service (`local_job_service_main`) and an SDK worker pool
+(`worker_pool_main`) as child processes; a launcher given `engine.beam_args`
+submits to them with the PortableRunner, as it would submit to Dataflow,
+and holds only what it reads itself. The engine's memory is sampled from
+`/proc` (the job service, the pool and every worker they start).
+
+    with LocalEngine() as engine:
+        rc, launcher_rss = run_launcher(["clipdedup", "mine", ..., *engine.beam_args])
+    print(engine.peak_rss_bytes)
+
+Used by `bench/mine.py` and the dense-cluster test; Linux only (`/proc`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+SAMPLE_SECONDS = 0.1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[2]} exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("localhost", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{proc.args[2]} did not listen on port {port} within {timeout:.0f} s")
+
+
+def _children() -> dict[int, list[int]]:
+    """ppid -> pids of every process now in /proc."""
+    tree: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                # The command name is in parentheses and may hold spaces.
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        tree.setdefault(ppid, []).append(int(name))
+    return tree
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def tree_rss_bytes(roots: list[int]) -> int:
+    """Resident memory of `roots` and all their descendants, summed."""
+    tree, total, todo = _children(), 0, list(roots)
+    while todo:
+        pid = todo.pop()
+        total += _rss_bytes(pid)
+        todo.extend(tree.get(pid, ()))
+    return total
+
+
+class LocalEngine:
+    """A job service and a worker pool, started on free ports; see the module docstring."""
+
+    def __init__(self, start_timeout: float = 120.0):
+        self._start_timeout = start_timeout
+        self._procs: list[subprocess.Popen] = []
+        self._stop = threading.Event()
+        self._sampler: threading.Thread | None = None
+        self.peak_rss_bytes = 0
+        self.beam_args: list[str] = []
+
+    def __enter__(self) -> LocalEngine:
+        # Workers are started as `python`: the pool must find this interpreter first.
+        env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
+                   + os.environ.get("PATH", ""))
+        job_port, pool_port = _free_port(), _free_port()
+        try:
+            for module, flag, port in (
+                    ("apache_beam.runners.portability.local_job_service_main", "--port", job_port),
+                    ("apache_beam.runners.worker.worker_pool_main", "--service_port", pool_port)):
+                proc = subprocess.Popen([sys.executable, "-m", module, flag, str(port)], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                self._procs.append(proc)
+                _wait_for_port(port, proc, self._start_timeout)
+        except BaseException:
+            self._terminate()
+            raise
+        self.beam_args = ["--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}",
+                          "--environment_type=EXTERNAL",
+                          f"--environment_config=localhost:{pool_port}"]
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+        return self
+
+    def _sample(self) -> None:
+        roots = [p.pid for p in self._procs]
+        while not self._stop.wait(SAMPLE_SECONDS):
+            self.peak_rss_bytes = max(self.peak_rss_bytes, tree_rss_bytes(roots))
+
+    def _terminate(self) -> None:
+        for proc in self._procs:
+            proc.terminate()
+        for proc in self._procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._sampler is not None:
+            self._sampler.join()
+        self._terminate()
+
+
+def run_launcher(argv: list[str], env: dict | None = None, timeout: float | None = None
+                 ) -> tuple[int, int, str]:
+    """Runs `argv` as a process of its own: (exit code, its peak RSS in bytes, its output).
+
+    The peak is the process's own (`ru_maxrss` from `wait4`), not its children's.
+    """
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output: list[bytes] = []
+    reader = threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    timer = threading.Timer(timeout, proc.kill) if timeout else None
+    if timer:
+        timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        if timer:
+            timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    reader.join()
+    return proc.returncode, usage.ru_maxrss * 1024, b"".join(output).decode(errors="replace")
