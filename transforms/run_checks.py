@@ -1,11 +1,11 @@
 """The numbers a run is checked on, computed on the engine (issue 15).
 
-    shards, errors, embeddings, exact copies, skipped
-        -> TagFragments (one small tagged value per row)
-        ids of embeddings + copies + record errors -> CountPerId -> SeenMoreThanOnce
-        whole-file errors -> FirstErrorPerFile, ChangedFiles; errors -> ErrorsPerFile
-        -> AllFragments (Flatten) -> RunTotals (one CombineGlobally)
-        -> WriteRunTotals (`_checks.json` in staging)
+    ids of embeddings + copies + record errors, files of errors
+        -> CombinePerKey (rows per id; rows, first whole-file error, changed per file)
+        -> PerKeyFragments (ids seen twice, failed / changed files, errors per file)
+    shard, error, embedding, copy and skipped rows -> Tag... (one small tagged value each)
+    -> AllFragments (Flatten) -> RunTotals (one CombineGlobally)
+    -> WriteRunTotals (`_checks.json` in staging)
 
 The launcher of a Dataflow run is a laptop: it must not read every record_id
 to check that none repeats. Everything that grows with the number of records
@@ -120,13 +120,47 @@ def _add(counts: dict, key, n: int) -> None:
     counts[key] = counts.get(key, 0) + n
 
 
-def _record_error_id(row: dict):
+# Keys of the one per-key combine: a record id, or the uri of a file with error rows.
+_ID, _FILE = "id", "file"
+
+
+def _error_keys(row: dict):
+    """An error row -> its id's key (record errors) and its file's key.
+
+    A file's value is (error rows, first whole-file (reason, message) or None,
+    whether a whole-file row says the file changed during the run).
+    """
     if row["record_id"] is not None:
-        yield row["record_id"]
+        yield (_ID, row["record_id"]), (1, None, False)
+        yield (_FILE, row["source_uri"]), (1, None, False)
+    else:
+        yield (_FILE, row["source_uri"]), (
+            1, (row["reason"], row["message"]), row["reason"] == CHANGED_DURING_RUN)
 
 
-def _is_whole_file(row: dict) -> bool:
-    return row["record_id"] is None
+def _merge_per_key(values) -> tuple:
+    """(count, first whole-file error, changed) of a key: associative, so the
+    runner may merge partial results in any order."""
+    n, first, changed = 0, None, False
+    for count, error, flag in values:
+        n += count
+        if error is not None and (first is None or error < first):
+            first = error
+        changed = changed or flag
+    return n, first, changed
+
+
+def _per_key_fragments(kv):
+    (kind, key), (n, first, changed) = kv
+    if kind == _ID:
+        if n > 1:
+            yield REPEATED_ID, key
+        return
+    yield FILE_ERRORS, (key, n)
+    if first is not None:  # a file with a whole-file error row: once, with its first row
+        yield FAILED_FILE, {"source_uri": key, "reason": first[0], "message": first[1]}
+    if changed:
+        yield CHANGED_FILE, key
 
 
 class SummarizeRun(beam.PTransform):
@@ -145,37 +179,23 @@ class SummarizeRun(beam.PTransform):
     `files_changed` with `changed_files` (reason `changed_during_run`); and
     `worst_files` ([uri, error rows], most first). Example lists hold at most
     `SHOWN` entries. Emits its one dict even when every input is empty.
+
+    Two shuffles in all: one combine per key (each record id, each file with
+    errors), then one global combine of small tagged values.
     """
 
     def expand(self, tables: dict[str, beam.PCollection]) -> beam.PCollection[dict]:
         shards, errors, embeddings, copies, skipped = (
             tables[k] for k in ("shards", "errors", "embeddings", "exact_copies", "skipped"))
-        ids = ((embeddings | "EmbeddedIds" >> beam.Map(lambda r: r["record_id"]),
-                copies | "CopyIds" >> beam.Map(lambda r: r["record_id_b"]),
-                errors | "RecordErrorIds" >> beam.FlatMap(_record_error_id))
-               | "AllIds" >> beam.Flatten())
-        repeated = (ids
-                    | "PairWithOne" >> beam.Map(lambda rid: (rid, 1))
-                    | "CountPerId" >> beam.CombinePerKey(sum)
-                    | "SeenMoreThanOnce" >> beam.Filter(lambda kv: kv[1] > 1)
-                    | "TagRepeated" >> beam.Map(lambda kv: (REPEATED_ID, kv[0])))
-        whole_file = errors | "WholeFileErrors" >> beam.Filter(_is_whole_file)
-        failed = (whole_file
-                  | "KeyByFile" >> beam.Map(
-                      lambda r: (r["source_uri"], (r["reason"], r["message"])))
-                  | "FirstErrorPerFile" >> beam.CombinePerKey(min)
-                  | "TagFailed" >> beam.Map(lambda kv: (FAILED_FILE, {
-                      "source_uri": kv[0], "reason": kv[1][0], "message": kv[1][1]})))
-        changed = (whole_file
-                   | "ChangedDuringRun" >> beam.Filter(
-                       lambda r: r["reason"] == CHANGED_DURING_RUN)
-                   | "ChangedUris" >> beam.Map(lambda r: r["source_uri"])
-                   | "ChangedFiles" >> beam.Distinct()
-                   | "TagChanged" >> beam.Map(lambda uri: (CHANGED_FILE, uri)))
-        per_file = (errors
-                    | "FileOfError" >> beam.Map(lambda r: (r["source_uri"], 1))
-                    | "ErrorsPerFile" >> beam.CombinePerKey(sum)
-                    | "TagFileErrors" >> beam.Map(lambda kv: (FILE_ERRORS, kv)))
+        per_key = (
+            (embeddings | "KeyEmbeddedIds" >> beam.Map(
+                lambda r: ((_ID, r["record_id"]), (1, None, False))),
+             copies | "KeyCopyIds" >> beam.Map(
+                 lambda r: ((_ID, r["record_id_b"]), (1, None, False))),
+             errors | "KeyErrors" >> beam.FlatMap(_error_keys))
+            | "AllKeys" >> beam.Flatten()
+            | "CombinePerKey" >> beam.CombinePerKey(_merge_per_key)
+            | "PerKeyFragments" >> beam.FlatMap(_per_key_fragments))
         fragments = (
             shards | "TagShards" >> beam.Map(
                 lambda r: (SHARD, (r["records_read"], r["ended_cleanly"]))),
@@ -184,7 +204,7 @@ class SummarizeRun(beam.PTransform):
             embeddings | "TagEmbedded" >> beam.Map(lambda r: (EMBEDDED, None)),
             copies | "TagCopies" >> beam.Map(lambda r: (COPY, None)),
             skipped | "TagSkipped" >> beam.Map(lambda r: (SKIPPED, r["reason"])),
-            repeated, failed, changed, per_file)
+            per_key)
         return (fragments
                 | "AllFragments" >> beam.Flatten()
                 | "RunTotals" >> beam.CombineGlobally(RunTotalsFn()))
