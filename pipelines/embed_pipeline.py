@@ -6,11 +6,14 @@
     fingerprints of both reads -> FindChangedFiles
     errors of every stage -> WriteErrors; shard status -> WriteShards;
     paths found but not read -> WriteSkipped
+    shard, error, embedding, copy and skipped rows -> SummarizeRun -> WriteRunTotals
 
 Files are read twice: a cheap index pass (hashing, no bytes kept) finds byte
 copies, so the embedding pass decodes and embeds each distinct image once
-while streaming with bounded memory. `build_pipeline` returns the unrun
-pipeline; `pipelines.jobs` runs it inside a run folder.
+while streaming with bounded memory. The numbers the run is checked on are
+summed in the job too (`_checks.json`), so the launcher reads no per-record
+table. `build_pipeline` returns the unrun pipeline; `pipelines.jobs` runs it
+inside a run folder.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from transforms.byte_copies import (
 from transforms.decode import DecodeImages
 from transforms.embed.images import EmbedImages, SentenceTransformerImageHandler
 from transforms.read.files import FindChangedFiles, ListInputs, ReadRecords
+from transforms.run_checks import SummarizeRun, WriteRunTotals
 from transforms.write import WriteTable
 
 EMBEDDINGS, ERRORS, SHARDS, EXACT_DUPLICATES, SKIPPED = (
@@ -82,10 +86,13 @@ def build_pipeline(config: Config, staging: str, embedding_dim: int,
     settled = exact_pairs | "SettleCopiesOfFailures" >> SettleCopiesOfFailures(failures)
     _ = settled.pairs | "WriteExactDuplicates" >> WriteTable(
         staging, EXACT_DUPLICATES, schemas.EXACT_DUPLICATES_SCHEMA, 1)
-    _ = ((index.errors, failures, settled.errors, changed)
-         | "AllErrors" >> beam.Flatten()
-         | "WriteErrors" >> WriteTable(staging, ERRORS, schemas.ERRORS_SCHEMA, 1))
+    errors = (index.errors, failures, settled.errors, changed) | "AllErrors" >> beam.Flatten()
+    _ = errors | "WriteErrors" >> WriteTable(staging, ERRORS, schemas.ERRORS_SCHEMA, 1)
     _ = index.shards | "WriteShards" >> WriteTable(staging, SHARDS, schemas.SHARDS_SCHEMA, 1)
     _ = inputs["skipped"] | "WriteSkipped" >> WriteTable(
         staging, SKIPPED, schemas.SKIPPED_SCHEMA, 1)
+    _ = ({"shards": index.shards, "errors": errors, "embeddings": embeddings,
+          "exact_copies": settled.pairs, "skipped": inputs["skipped"]}
+         | "SummarizeRun" >> SummarizeRun()
+         | "WriteRunTotals" >> WriteRunTotals(staging))
     return p

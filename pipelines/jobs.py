@@ -24,7 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines import __version__, checks, embed_pipeline, mine_pipeline
 from pipelines.config import Config
 from pipelines.run_folder import RunFolder, read_table
-from transforms import schemas
+from transforms import run_checks, schemas
 from transforms.embed.images import INFERENCE_NAMESPACE, KNOWN_DIMS, is_remote
 from transforms.embed.model_files import DEFAULT_IMAGE_SIZE, inspect_model, is_stand_in
 
@@ -96,10 +96,6 @@ def _inference_seconds(result) -> float | None:
     return round(sum(d.sum for d in latencies) / 1e6, 3) if latencies else None
 
 
-def _ids(table: pa.Table, column: str) -> pa.Array:
-    return table.column(column).combine_chunks() if table.num_rows else pa.array([], pa.string())
-
-
 def _embed(config: Config, model: ModelInfo, folder: RunFolder, options: PipelineOptions,
            summary: dict) -> str:
     summary.update(model=model.name, model_is_stand_in=model.is_stand_in,
@@ -113,31 +109,26 @@ def _embed(config: Config, model: ModelInfo, folder: RunFolder, options: Pipelin
     summary["timings"]["embed_seconds"] = round(time.monotonic() - started, 3)
     summary["timings"]["inference_seconds"] = _inference_seconds(result)
 
+    # The small tables are merged before any check, so a failed run's staging
+    # folder holds them for inspection; merging streams row groups.
     for table, schema in ((embed_pipeline.ERRORS, schemas.ERRORS_SCHEMA),
                           (embed_pipeline.SHARDS, schemas.SHARDS_SCHEMA),
                           (embed_pipeline.EXACT_DUPLICATES, schemas.EXACT_DUPLICATES_SCHEMA),
                           (embed_pipeline.SKIPPED, schemas.SKIPPED_SCHEMA)):
         folder.merge_parts(table, schema)
-    shards = read_table(folder.path("shards.parquet"))
-    errors = read_table(folder.path("errors.parquet"))
-    exact = read_table(folder.path("exact_duplicates.parquet"))
-    skipped = read_table(folder.path("skipped.parquet"))
-    embedded = read_table(folder.path(embed_pipeline.EMBEDDINGS), columns=["record_id"])
-    checks.check_inputs_unchanged(errors)
-    counts = checks.check_conservation(shards, _ids(embedded, "record_id"),
-                                       _ids(exact, "record_id_b"), errors)
-    checks.check_file_budget(errors, shards.num_rows, config.max_error_fraction)
-    checks.check_error_budget(errors, counts["records_read"], counts["record_errors"],
-                              config.max_error_fraction)
-    failed = checks.failed_files(errors)
-    summary["failed_files"] = failed[:checks.SHOWN_FILES]
+    # Counted by the job itself (SummarizeRun): a few numbers, however many records.
+    totals = run_checks.read_totals(folder.staging)
+    checks.check_inputs_unchanged(totals)
+    counts = checks.check_conservation(totals)
+    checks.check_file_budget(totals, config.max_error_fraction)
+    checks.check_error_budget(totals, config.max_error_fraction)
+    FileSystems.delete([run_checks.checks_path(folder.staging)])  # summary.json has its counts
+    summary["failed_files"] = totals["failed_files"][:checks.SHOWN_FILES]
     summary["counts"].update(
-        counts, files=shards.num_rows, files_failed=len(failed),
-        shards_not_ended_cleanly=shards.num_rows - int(sum(shards.column("ended_cleanly")
-                                                           .to_pylist())),
-        files_skipped=skipped.num_rows, skipped_by_reason=checks.count_by(skipped, "reason"),
-        errors_by_stage=checks.count_by(errors, "stage"),
-        errors_by_reason=checks.count_by(errors, "reason"))
+        counts, files=totals["files"], files_failed=totals["files_failed"],
+        shards_not_ended_cleanly=totals["shards_not_ended_cleanly"],
+        files_skipped=totals["files_skipped"], skipped_by_reason=totals["skipped_by_reason"],
+        errors_by_stage=totals["errors_by_stage"], errors_by_reason=totals["errors_by_reason"])
     return FileSystems.join(folder.staging, embed_pipeline.EMBEDDINGS, "*.parquet")
 
 

@@ -57,7 +57,8 @@ def test_embed_pipeline_translates_for_dataflow_with_setup_file():
     proto, job = _dry_run(embed_pipeline.build_pipeline(_config(), STAGING, 512, options))
     assert {"MatchInputs", "IndexRecords", "FindByteCopies", "ReadImages", "SkipByteCopies",
             "DecodeImages", "EmbedImages", "EmbedImages/RunInference", "WriteEmbeddings",
-            "WriteExactDuplicates", "WriteErrors", "WriteShards"} <= _labels(proto)
+            "WriteExactDuplicates", "WriteErrors", "WriteShards", "SummarizeRun",
+            "SummarizeRun/RunTotals", "WriteRunTotals"} <= _labels(proto)
     (env,) = {e.SerializeToString(): e
               for e in proto.components.environments.values()}.values()
     staged = {d.role_payload for d in env.dependencies}
