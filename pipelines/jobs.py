@@ -21,12 +21,18 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines import __version__, checks, embed_pipeline, mine_pipeline
+from pipelines import __version__, checks, mine_pipeline
 from pipelines.config import Config
 from pipelines.run_folder import RunFolder, read_table
 from transforms import run_checks, schemas
-from transforms.embed.images import INFERENCE_NAMESPACE, KNOWN_DIMS, is_remote
-from transforms.embed.model_files import DEFAULT_IMAGE_SIZE, inspect_model, is_stand_in
+from transforms.embed.model_files import (
+    DEFAULT_IMAGE_SIZE,
+    INFERENCE_NAMESPACE,
+    KNOWN_DIMS,
+    inspect_model,
+    is_remote,
+    is_stand_in,
+)
 
 log = logging.getLogger("clipdedup")
 
@@ -98,6 +104,10 @@ def _inference_seconds(result) -> float | None:
 
 def _embed(config: Config, model: ModelInfo, folder: RunFolder, options: PipelineOptions,
            summary: dict) -> str:
+    # Building the embed graph imports the model runtime (torch): a mine-only
+    # launcher never pays for it.
+    from pipelines import embed_pipeline
+
     summary.update(model=model.name, model_is_stand_in=model.is_stand_in,
                    embedding_dim=model.dim, image_size=model.image_size)
     if model.is_stand_in:

@@ -30,20 +30,11 @@ from apache_beam.ml.inference.base import (
 
 from transforms import records as R
 from transforms.embed import allocator
-from transforms.embed.model_files import is_remote
+from transforms.embed.model_files import INFERENCE_NAMESPACE, is_remote
 from transforms.metrics import Progress, counter
 
 log = logging.getLogger(__name__)
 
-# Beam's RunInference metrics (batch sizes and latencies) for our model land here.
-INFERENCE_NAMESPACE = "clipdedup_inference"
-
-# Vector sizes of well-known models, so a launcher need not download a model
-# to learn the width of the embeddings table.
-KNOWN_DIMS = {"clip-ViT-B-32": 512, "clip-ViT-B-16": 512, "clip-ViT-L-14": 768,
-              "sentence-transformers/clip-ViT-B-32": 512,
-              "sentence-transformers/clip-ViT-B-16": 512,
-              "sentence-transformers/clip-ViT-L-14": 768}
 
 
 def copy_model_to_local(remote_dir: str, local_dir: str) -> str:

@@ -28,6 +28,16 @@ HOW_TO_PASS = ("pass a local sentence-transformers model folder with --model PAT
                "(for tests: `clipdedup make-stand-in --output models/clip-tiny`)")
 
 
+# Beam's RunInference metrics (batch sizes and latencies) for our model land here.
+INFERENCE_NAMESPACE = "clipdedup_inference"
+
+# Vector sizes of well-known models, so a launcher need not download a model
+# to learn the width of the embeddings table.
+KNOWN_DIMS = {"clip-ViT-B-32": 512, "clip-ViT-B-16": 512, "clip-ViT-L-14": 768,
+              "sentence-transformers/clip-ViT-B-32": 512,
+              "sentence-transformers/clip-ViT-B-16": 512,
+              "sentence-transformers/clip-ViT-L-14": 768}
+
 # Written into a stand-in model's folder by `tools/stand_in.py`: random
 # weights, never to be presented as the real model.
 STAND_IN_MARKER = "clipdedup_stand_in.json"
