@@ -5,8 +5,10 @@ runs `clipdedup mine` on it in that same process, with the DirectRunner's job
 in a worker subprocess (`--direct_running_mode=multi_processing
 --direct_num_workers=1`). The launcher's peak is `ru_maxrss` of the process
 itself (it holds the runner, then builds groups and the manifest); the job's
-is `ru_maxrss` of its waited-for children, i.e. the worker that loads the
-vectors and mines the pairs.
+is the largest `VmHWM` (the kernel's own peak RSS of a process) of its
+descendants, read from /proc every 0.1 s while they live. Not `ru_maxrss` of
+RUSAGE_CHILDREN: a child forked from a grown launcher reports the launcher's
+size, and a DirectRunner worker is not always waited for.
 
 `--dense K` makes the first K rows near-identical, a dense cluster of
 K * (K - 1) / 2 pairs (5,000 rows: 12.5M pairs), the case where pairs, not
@@ -24,6 +26,7 @@ import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,6 +65,50 @@ def write_table(path: str, x) -> None:
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), dim)}), path)
 
 
+class DescendantPeaks(threading.Thread):
+    """Polls /proc for this process's descendants and keeps each one's VmHWM (MB)."""
+
+    def __init__(self, interval: float = 0.1):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.peaks: dict[int, tuple[float, str]] = {}
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> dict[int, tuple[float, str]]:
+        self._stop_event.set()
+        self.join()
+        return self.peaks
+
+    def sample(self) -> None:
+        parents = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
+                        parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+        mine = {os.getpid()}
+        for pid in sorted(parents):  # a child's pid is usually above its parent's
+            if parents[pid] in mine:
+                mine.add(pid)
+        for pid in mine - {os.getpid()}:
+            try:
+                with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+                    hwm = next(line for line in f if line.startswith("VmHWM:"))
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")[:200]
+            except (OSError, StopIteration):
+                continue
+            mb = int(hwm.split()[1]) / 1024.0
+            if mb > self.peaks.get(pid, (0.0, ""))[0]:
+                self.peaks[pid] = (mb, cmd)
+
+
 def _child(args: argparse.Namespace) -> None:
     from pipelines import cli
 
@@ -70,11 +117,14 @@ def _child(args: argparse.Namespace) -> None:
     write_table(os.path.join(work, "embeddings", "part-0.parquet"),
                 dense_embeddings(args.n, args.dim, args.dense, args.seed))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peaks = DescendantPeaks()
+    peaks.start()
     started = time.perf_counter()
     rc = cli.exit_code(["-q", "mine", "--embeddings", os.path.join(work, "embeddings"),
                         "--output", os.path.join(work, "out"), "--run-id", "bench",
                         "--mode", args.mode, *JOB_FLAGS])
     seconds = time.perf_counter() - started
+    job = peaks.stop()
     if rc:
         raise SystemExit(f"clipdedup mine exited {rc}")
     with open(os.path.join(work, "out", "bench", "summary.json"), encoding="utf-8") as f:
@@ -86,7 +136,8 @@ def _child(args: argparse.Namespace) -> None:
         "pairs": summary["counts"]["duplicates"] + summary["counts"]["near_duplicates"],
         "launcher_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "launcher_before_mine_mb": before,
-        "job_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0,
+        "job_peak_mb": max((mb for mb, _ in job.values()), default=0.0),
+        "job_processes": sorted(((round(mb), cmd) for mb, cmd in job.values()), reverse=True),
     })
 
 
