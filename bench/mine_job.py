@@ -72,6 +72,8 @@ class DescendantPeaks(threading.Thread):
         super().__init__(daemon=True)
         self.interval = interval
         self.peaks: dict[int, tuple[float, str]] = {}
+        self.own: list[tuple[float, float]] = []  # (seconds since start, VmRSS MB) of this one
+        self._t0 = time.perf_counter()
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -81,9 +83,13 @@ class DescendantPeaks(threading.Thread):
     def stop(self) -> dict[int, tuple[float, str]]:
         self._stop_event.set()
         self.join()
+        self.sample()
         return self.peaks
 
     def sample(self) -> None:
+        with open("/proc/self/status", encoding="utf-8") as f:
+            rss = next(line for line in f if line.startswith("VmRSS:"))
+        self.own.append((time.perf_counter() - self._t0, int(rss.split()[1]) / 1024.0))
         parents = {}
         for entry in os.listdir("/proc"):
             if entry.isdigit():
@@ -130,12 +136,17 @@ def _child(args: argparse.Namespace) -> None:
     with open(os.path.join(work, "out", "bench", "summary.json"), encoding="utf-8") as f:
         summary = json.load(f)
     shutil.rmtree(work, ignore_errors=True)
+    # The launcher mines first, then builds groups: its peak while mining is its
+    # largest sampled RSS before the groups step began.
+    mined_by = seconds - summary["timings"].get("groups_seconds", 0.0)
     children.emit({
         "n": args.n, "dim": args.dim, "dense": args.dense, "mode": args.mode,
         "seconds": seconds, "mine_seconds": summary["timings"].get("mine_seconds"),
         "pairs": summary["counts"]["duplicates"] + summary["counts"]["near_duplicates"],
         "launcher_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "launcher_before_mine_mb": before,
+        "launcher_mining_mb": max((mb for t, mb in peaks.own if t <= mined_by), default=before),
+        "groups_seconds": summary["timings"].get("groups_seconds"),
         "job_peak_mb": max((mb for mb, _ in job.values()), default=0.0),
         "job_processes": sorted(((round(mb), cmd) for mb, cmd in job.values()), reverse=True),
     })
@@ -150,8 +161,9 @@ def measure(n: int, dim: int, dense: int, mode: str, workdir: str, seed: int = 0
 
 def line(res: dict) -> str:
     return (f"  clipdedup mine {res['mode']:<12} {res['seconds']:>7.1f} s "
-            f"(mine job {res['mine_seconds']:.1f} s) launcher {res['launcher_peak_mb']:>6.0f} MB "
-            f"peak, job {res['job_peak_mb']:>6.0f} MB peak, {res['pairs']:,} pairs")
+            f"(mine job {res['mine_seconds']:.1f} s, groups {res['groups_seconds']:.1f} s): "
+            f"job {res['job_peak_mb']:>6.0f} MB peak, launcher {res['launcher_mining_mb']:>6.0f} "
+            f"MB while mining, {res['launcher_peak_mb']:>6.0f} MB peak; {res['pairs']:,} pairs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=20_000)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--dense", type=int, default=5_000, help="rows in one dense cluster")
-    p.add_argument("--mode", default="exact", choices=["exact", "approximate", "distributed"])
+    p.add_argument("--mode", default="exact", choices=["auto", "exact", "approximate", "distributed"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default=os.path.join(ROOT, "bench-output", "mine"))
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
