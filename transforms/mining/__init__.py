@@ -1,9 +1,8 @@
 """All-pairs mining of an embeddings matrix: exact, approximate, or on Beam.
 
-    from transforms.mining import mine_pairs
+    from transforms.mining import mine_pairs, stream_pairs
     pairs, stats = mine_pairs(embeddings, 0.90, mode="auto", block_size=4096)
-    chunks, stats = stream_pairs(embeddings, 0.90, mode="auto")  # never all held
-
+    chunks, stats = stream_pairs(embeddings, 0.90, mode="auto")  # in bounded chunks
 
 - `exact` (`exact.py`): blocked sgemm over the upper triangle; the pair set
   equals brute force; cost grows as N^2.
