@@ -11,6 +11,10 @@ embeddings):
   (true recall, not sampled).
 - N = --n-approx (default 1,000,000): approximate mode's time, peak memory and
   its own sampled recall.
+- At both sizes, and for a dense cluster (--dense-n rows, default 200,000, of
+  which --dense, default 5,000, are near-identical: 12.5M pairs), the whole
+  `clipdedup mine` command with its Beam job in a worker process
+  (`bench/mine_job.py`): time, the job's peak and the launcher's, apart.
 
 Wall time depends on what else runs on the machine; the load average before
 and after each contender and its CPU seconds are printed beside it.
@@ -20,6 +24,7 @@ Data: clustered unit vectors with planted near-duplicates and duplicates
 
     python bench/mine.py                       # full run (~10 min on 2 cores)
     python bench/mine.py --n-exact 5000 --n-approx 20000 --dim 64   # smoke
+    python bench/mine.py --n-exact 0 --n-approx 0 --dim 64         # dense cluster only
 """
 
 from __future__ import annotations
@@ -130,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recall-sample", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-reference", action="store_true")
+    p.add_argument("--skip-launcher", action="store_true",
+                   help="no `clipdedup mine` runs (launcher and job peak memory)")
+    p.add_argument("--dense-n", type=int, default=200_000,
+                   help="rows of the dense-cluster run (0: skip)")
+    p.add_argument("--dense", type=int, default=5_000,
+                   help="near-identical rows in it (K * (K - 1) / 2 pairs)")
+    p.add_argument("--dense-mode", default="exact", choices=["exact", "approximate", "auto"])
     p.add_argument("--workdir", default=os.path.join(ROOT, "bench-output", "mine"))
     p.add_argument("--worker", choices=["reference", "exact", "approximate"], help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
@@ -175,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(only reference: {only_ref}, only exact: {only_ours}); "
                   f"exact speedup {speedup:.2f}x wall, {cpu_ratio:.2f}x cpu")
             ok &= same
+        _launcher(n, 0, "exact", args)
     if args.n_approx:
         n = args.n_approx
         data = _make(n, args)
@@ -189,7 +202,22 @@ def main(argv: list[str] | None = None) -> int:
               f"95% lower bound {ci if ci is None else round(ci, 4)})")
         print(f"  stages: train {st['train_s']:.1f} s, assign {st['assign_s']:.1f} s, "
               f"mine {st['mine_s']:.1f} s, recall {st['recall_s']:.1f} s; load {r['load_s']:.1f} s")
+        _launcher(n, 0, "approximate", args)
+    if args.dense_n:
+        print(f"\nN = {args.dense_n:,}, a dense cluster of {args.dense:,} near-identical rows "
+              f"({args.dense * (args.dense - 1) // 2:,} pairs in it)")
+        _launcher(args.dense_n, args.dense, args.dense_mode, args, force=True)
     return 0 if ok else 1
+
+
+def _launcher(n: int, dense: int, mode: str, args: argparse.Namespace,
+              force: bool = False) -> None:
+    """One `clipdedup mine` run: its job's and its launcher's peak memory beside its time."""
+    if args.skip_launcher and not force:
+        return
+    from bench import mine_job
+
+    print(mine_job.line(mine_job.measure(n, args.dim, dense, mode, args.workdir, args.seed)))
 
 
 if __name__ == "__main__":

@@ -117,9 +117,11 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
                                         mining_options(config), config.id_column,
                                         config.embedding_column))
     for tag, label in ((DUPLICATES, "WriteDuplicates"), (NEAR_DUPLICATES, "WriteNearDuplicates")):
+        # num_shards=0: each bundle writes its own part in the step that mines it, so
+        # tables stream to Parquet; a fixed shard count would shuffle (hold) them all.
         _ = mined[tag] | label >> beam.io.WriteToParquetBatched(
             FileSystems.join(table_dir(staging, tag), PART_PREFIX),
-            schema=schemas.PAIRS_SCHEMA, file_name_suffix=SUFFIX, num_shards=1)
+            schema=schemas.PAIRS_SCHEMA, file_name_suffix=SUFFIX, num_shards=0)
     _ = (mined[STATS]
          | "StatsToJson" >> beam.Map(json.dumps, sort_keys=True)
          | "WriteStats" >> beam.io.WriteToText(FileSystems.join(staging, MINE_STATS),

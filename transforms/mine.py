@@ -9,7 +9,10 @@ threshold, and emits Arrow tables on two outputs:
 - `near_duplicates`: near_duplicate_threshold <= score < duplicate_threshold;
 
 plus a `stats` output (one dict: mode, counts, timings) for `summary.json`.
-Rows have `record_id_a < record_id_b`. A table made by another tool needs only
+Rows have `record_id_a < record_id_b`. Tables go out as they fill
+(`rows_per_table` rows), so the pair set is never held whole: exact mode
+streams tiles as found (tables in tile order), approximate mode holds its
+pairs at 12 bytes each to drop repeats, then streams them sorted. A table made by another tool needs only
 an id column and a vector column (names configurable; ids of any type are
 read as strings; vectors `list` / `fixed_size_list` of any float or integer
 type, normalised here); ids must be unique over all the files given.
@@ -105,6 +108,17 @@ def load_embeddings(patterns: str | list[str], id_column: str = "record_id",
     in place. Row order is record_id order whatever the sharding, so
     approximate mining samples the same rows on every rerun.
     """
+    ids, vectors = load_embeddings_arrow(patterns, id_column, embedding_column)
+    return ids.to_numpy(zero_copy_only=False).astype(object), vectors
+
+
+def load_embeddings_arrow(patterns: str | list[str], id_column: str = "record_id",
+                          embedding_column: str = "embedding") -> tuple[pa.Array, np.ndarray]:
+    """`load_embeddings` with the ids as one Arrow string array, not Python objects.
+
+    Pair tables are made from it with `take`, so no Python string is made
+    per pair (nor per id).
+    """
     files = match_files(patterns)
     id_parts = []
     for path in files:
@@ -112,8 +126,8 @@ def load_embeddings(patterns: str | list[str], id_column: str = "record_id",
         id_parts.append(ids_as_strings(table.column(id_column)))
     file_ids = pa.chunked_array([c for part in id_parts for c in part.chunks], pa.string())
     order = pc.sort_indices(file_ids).to_numpy()
-    ids = file_ids.take(pa.array(order)).to_numpy(zero_copy_only=False).astype(object)
-    if len(ids) != len(set(ids)):
+    ids = file_ids.take(pa.array(order)).combine_chunks()
+    if pc.count_distinct(ids, mode="all").as_py() != len(ids):
         raise EmbeddingsTableError(f"ids ({id_column}) in the embeddings table are not unique")
     n = len(ids)
     dest = np.empty(n, dtype=np.int64)
@@ -147,44 +161,99 @@ def load_embeddings(patterns: str | list[str], id_column: str = "record_id",
     return ids, vectors
 
 
-def _pair_tables(ids: np.ndarray, i: np.ndarray, j: np.ndarray, score: np.ndarray):
-    for start in range(0, len(i), ROWS_PER_TABLE):
-        sl = slice(start, start + ROWS_PER_TABLE)
-        yield pa.table({"record_id_a": pa.array(ids[i[sl]], pa.string()),
-                        "record_id_b": pa.array(ids[j[sl]], pa.string()),
-                        "score": pa.array(np.minimum(score[sl], 1.0), pa.float32())},
-                       schema=PAIRS_SCHEMA)
+class _TableBatcher:
+    """Gathers pair chunks of one output into PAIRS_SCHEMA tables of `rows` rows.
+
+    Exact mining hands over one tile's pairs at a time, often a handful;
+    each table becomes a Parquet row group, so chunks are gathered to
+    `rows` rows (the last table may be shorter). Holds under `2 * rows`
+    pairs at 12 bytes each.
+    """
+
+    def __init__(self, ids: pa.Array, rows: int):
+        self._ids = ids
+        self._rows = max(1, int(rows))
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._held = 0
+        self.count = 0
+
+    def add(self, i: np.ndarray, j: np.ndarray, score: np.ndarray):
+        """The full tables this chunk completes."""
+        if not i.size:
+            return
+        self._parts.append((i, j, score))
+        self._held += i.size
+        self.count += i.size
+        if self._held >= self._rows:
+            yield from self._drain(final=False)
+
+    def flush(self):
+        """Whatever is left, as tables."""
+        yield from self._drain(final=True)
+
+    def _drain(self, final: bool):
+        if not self._parts:
+            return
+        i, j, score = (np.concatenate(c) for c in zip(*self._parts))
+        self._parts, self._held = [], 0
+        full = i.size if final else i.size - i.size % self._rows
+        for s in range(0, full, self._rows):
+            yield self._table(i[s:s + self._rows], j[s:s + self._rows],
+                              score[s:s + self._rows])
+        if full < i.size:
+            self._parts.append((i[full:].copy(), j[full:].copy(), score[full:].copy()))
+            self._held = i.size - full
+
+    def _table(self, i: np.ndarray, j: np.ndarray, score: np.ndarray) -> pa.Table:
+        # Row order is record_id order (load_embeddings), so i < j gives a < b.
+        return pa.table({"record_id_a": self._ids.take(pa.array(i)),
+                         "record_id_b": self._ids.take(pa.array(j)),
+                         "score": pa.array(np.minimum(score, 1.0), pa.float32())},
+                        schema=PAIRS_SCHEMA)
 
 
 class _MinePairsFn(beam.DoFn):
     def __init__(self, duplicate_threshold: float, near_duplicate_threshold: float,
                  mode: str, block_size: int, mining_options: dict | None = None,
-                 id_column: str = "record_id", embedding_column: str = "embedding"):
+                 id_column: str = "record_id", embedding_column: str = "embedding",
+                 rows_per_table: int = ROWS_PER_TABLE):
         self._columns = (id_column, embedding_column)
         self._dup = duplicate_threshold
         self._near = near_duplicate_threshold
         self._mode = mode
         self._block_size = block_size
         self._options = dict(mining_options or {})
+        self._rows = rows_per_table
 
     def process(self, patterns: str | tuple[str, ...]):
-        from transforms.mining import mine_pairs
+        from transforms.mining import stream_pairs
 
         started = time.monotonic()
-        ids, vectors = load_embeddings(patterns, *self._columns)
+        ids, vectors = load_embeddings_arrow(patterns, *self._columns)
         loaded = time.monotonic()
         log.info("mining %d embeddings (mode=%s)", len(ids), self._mode)
-        pairs, stats = mine_pairs(vectors, self._near, mode=self._mode,
-                                  block_size=self._block_size, **self._options)
-        is_dup = pairs.score >= self._dup
-        for tag, mask in ((DUPLICATES, is_dup), (NEAR_DUPLICATES, ~is_dup)):
-            counter(f"{tag}_found").inc(int(mask.sum()))
-            for table in _pair_tables(ids, pairs.i[mask], pairs.j[mask], pairs.score[mask]):
+        chunks, stats = stream_pairs(vectors, self._near, mode=self._mode,
+                                     block_size=self._block_size, max_pairs=self._rows,
+                                     **self._options)
+        del vectors  # the stream holds what it needs; freed with it
+        out = {DUPLICATES: _TableBatcher(ids, self._rows),
+               NEAR_DUPLICATES: _TableBatcher(ids, self._rows)}
+        # Tables leave as soon as they fill, so the job holds one chunk and
+        # two part-filled tables, not the pair set; counts are kept on the way.
+        for chunk in chunks:
+            is_dup = chunk.score >= self._dup
+            for tag, mask in ((DUPLICATES, is_dup), (NEAR_DUPLICATES, ~is_dup)):
+                for table in out[tag].add(chunk.i[mask], chunk.j[mask], chunk.score[mask]):
+                    yield beam.pvalue.TaggedOutput(tag, table)
+        for tag, batcher in out.items():
+            for table in batcher.flush():
                 yield beam.pvalue.TaggedOutput(tag, table)
-        counter("pairs_found").inc(len(pairs.i))
+            counter(f"{tag}_found").inc(batcher.count)
+        duplicates, near = out[DUPLICATES].count, out[NEAR_DUPLICATES].count
+        counter("pairs_found").inc(duplicates + near)
         yield beam.pvalue.TaggedOutput(STATS, dict(
-            stats, embeddings=len(ids), duplicates=int(is_dup.sum()),
-            near_duplicates=int((~is_dup).sum()), load_seconds=round(loaded - started, 3),
+            stats, embeddings=len(ids), duplicates=duplicates, near_duplicates=near,
+            load_seconds=round(loaded - started, 3),
             mine_seconds=round(time.monotonic() - loaded, 3)))
 
 
@@ -195,11 +264,12 @@ class MinePairs(beam.PTransform):
     def __init__(self, duplicate_threshold: float, near_duplicate_threshold: float,
                  mode: str = "auto", block_size: int = 4096,
                  mining_options: dict | None = None, id_column: str = "record_id",
-                 embedding_column: str = "embedding"):
-        """`mining_options`: extra `mine_pairs` keywords (nprobe, nlist, recall_sample_size, ...)."""
+                 embedding_column: str = "embedding", rows_per_table: int = ROWS_PER_TABLE):
+        """`mining_options`: extra `mine_pairs` keywords (nprobe, nlist, recall_sample_size, ...).
+        `rows_per_table`: rows of each output table (and most pairs held per output)."""
         super().__init__()
         self._fn = _MinePairsFn(duplicate_threshold, near_duplicate_threshold, mode, block_size,
-                                mining_options, id_column, embedding_column)
+                                mining_options, id_column, embedding_column, rows_per_table)
 
     def expand(self, patterns: beam.PCollection[str]):
         return patterns | "Mine" >> beam.ParDo(self._fn).with_outputs(

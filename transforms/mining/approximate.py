@@ -13,7 +13,9 @@ a time (which runs far below the machine's matmul speed), all queries that
 probe a list are multiplied against it at once. A pair is found when either
 end probes the other's partition, so recall is at least IVF's at the same
 nprobe. Memory: the input is read in place (no sorted copy); the extra is the
-probe table (`N * nprobe * 4` bytes), one list's gathered rows and the pairs.
+probe table (`N * nprobe * 4` bytes), one list's gathered rows and the pairs,
+held at 12 bytes each (an int64 key and a float32 score) and deduplicated with
+one sort (`pairs.unique_keys`); the result has int32 indexes below 2^31 rows.
 
 Scores of found pairs are exact float32 inner products; only pairs whose ends
 never meet in a partition can be missed, and the sampled recall says how many.
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from transforms.mining.exact import mine_exact_cross
-from transforms.mining.pairs import Pairs, canonical_pairs, concat_pairs
+from transforms.mining.pairs import Pairs, canonical_pairs, index_dtype, unique_keys
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,13 @@ def measure_recall(
     the share of those pairs present in `found`. `recall_ci95_low` is a Wilson
     lower bound, so a small sample cannot look better than it is.
     """
+    return _recall(x, found.keys(x.shape[0]), threshold, sample_size, seed=seed,
+                   block_size=block_size)
+
+
+def _recall(x: np.ndarray, found_keys: np.ndarray, threshold: float, sample_size: int, *,
+            seed: int, block_size: int) -> dict[str, Any]:
+    """`measure_recall` on the pairs' keys (`i * N + j`, sorted, unique)."""
     n = x.shape[0]
     sample_size = min(sample_size, n)
     if sample_size <= 0:
@@ -99,7 +108,6 @@ def measure_recall(
     hits = mine_exact_cross(x[queries], x, threshold, block_size)
     exact = canonical_pairs(queries[hits.i], hits.j, hits.score, n)
     exact_keys = exact.keys(n)
-    found_keys = found.keys(n)  # sorted, unique
     pos = np.searchsorted(found_keys, exact_keys)
     pos[pos >= found_keys.size] = 0
     present = found_keys.size > 0
@@ -174,7 +182,10 @@ def mine_approximate(
     bs = max(1, block_size)
     max_members = int(np.diff(member_off).max()) if n else 0
     buf = np.empty(bs * max(max_members, 1), dtype=np.float32)
-    parts: list[Pairs] = []
+    # A pair is held as one int64 key (lo * n + hi) and a float32 score: 12
+    # bytes, the least that lets repeats be dropped with one sort.
+    key_parts: list[np.ndarray] = []
+    score_parts: list[np.ndarray] = []
     for q in range(nlist):
         m_idx = members[member_off[q] : member_off[q + 1]]
         if m_idx.size == 0:
@@ -190,18 +201,24 @@ def mine_approximate(
                 r, c = np.divmod(flat, m_idx.size)
                 a, b = qi[r], m_idx[c]
                 keep = a != b
-                lo = np.minimum(a[keep], b[keep])
-                hi = np.maximum(a[keep], b[keep])
-                parts.append(Pairs(lo, hi, scores.reshape(-1)[flat[keep]].copy()))
-    raw = concat_pairs(parts)
-    del parts
-    pairs = canonical_pairs(raw.i, raw.j, raw.score, n)
+                a, b = a[keep], b[keep]
+                key_parts.append(np.minimum(a, b) * np.int64(n) + np.maximum(a, b))
+                score_parts.append(scores.reshape(-1)[flat[keep]])
+    raw_count = int(sum(k.size for k in key_parts))
+    keys = np.concatenate(key_parts) if key_parts else np.empty(0, np.int64)
+    del key_parts
+    found_scores = (np.concatenate(score_parts) if score_parts
+                    else np.empty(0, np.float32))
+    del score_parts
+    keys, found_scores = unique_keys(keys, found_scores)
     timings["mine_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    recall = measure_recall(x, pairs, threshold, recall_sample_size, seed=seed,
-                            block_size=block_size)
+    recall = _recall(x, keys, threshold, recall_sample_size, seed=seed, block_size=block_size)
     timings["recall_s"] = time.perf_counter() - t
+    dtype = index_dtype(n)
+    pairs = Pairs((keys // n).astype(dtype), (keys % n).astype(dtype), found_scores)
+    del keys
 
     sizes = np.diff(member_off)
     stats: dict[str, Any] = {
@@ -209,7 +226,7 @@ def mine_approximate(
         "nlist": int(nlist), "nprobe": int(nprobe),
         "partition_size_max": int(sizes.max()) if n else 0,
         "partition_size_mean": float(sizes.mean()) if n else 0.0,
-        "pairs_found": len(pairs), "pairs_found_raw": len(raw),
+        "pairs_found": len(pairs), "pairs_found_raw": raw_count,
         **recall, "recall_target": float(recall_target), **timings,
     }
     low = recall["recall_sampled"] is not None and recall["recall_sampled"] < recall_target

@@ -15,8 +15,9 @@ pairs present in the mined pairs is the recall (what summary.json records).
 
 Sampling is by a stable hash of record_id, not random, so reruns on the same
 input train the same centroids and give the same pairs. Large partitions are
-mined in `block_size` tiles, so a worker's memory is bounded by its partition
-plus one tile.
+mined in `block_size` tiles and their pairs emitted chunk by chunk
+(`iter_exact_pairs`), so a worker's memory is bounded by its partition plus
+one tile and one chunk of pairs, however dense the partition.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
-from transforms.mining.exact import mine_exact, mine_exact_cross
+from transforms.mining.exact import iter_exact_pairs, mine_exact_cross
 
 METRICS_NAMESPACE = "clipdedup"
 
@@ -94,16 +95,18 @@ class _MinePartitionFn(beam.DoFn):
         if len(rows) < 2:
             return
         x = np.stack([r[1] for r in rows])
-        pairs = mine_exact(x, self._threshold, self._block_size)
-        for i, j, s in zip(pairs.i.tolist(), pairs.j.tolist(), pairs.score.tolist()):
-            a, b = rows[i], rows[j]
-            if a[0] == b[0]:
-                continue
-            if min(set(a[2]) & set(b[2])) != pid:
-                continue  # the smallest shared partition emits this pair
-            ra, rb = _ordered(a[0], b[0])
-            self._pairs.inc()
-            yield {"record_id_a": ra, "record_id_b": rb, "score": float(s)}
+        # Pairs go out chunk by chunk as the tiles find them: a worker holds its
+        # partition's rows and one chunk, not every pair of a dense partition.
+        for chunk in iter_exact_pairs(x, self._threshold, self._block_size):
+            for i, j, s in zip(chunk.i.tolist(), chunk.j.tolist(), chunk.score.tolist()):
+                a, b = rows[i], rows[j]
+                if a[0] == b[0]:
+                    continue
+                if min(set(a[2]) & set(b[2])) != pid:
+                    continue  # the smallest shared partition emits this pair
+                ra, rb = _ordered(a[0], b[0])
+                self._pairs.inc()
+                yield {"record_id_a": ra, "record_id_b": rb, "score": float(s)}
 
 
 class MineDistributed(beam.PTransform):

@@ -4,16 +4,20 @@ The N x N similarity matrix is never held: it is computed one
 `block_size x block_size` tile at a time with a BLAS sgemm (numpy's matmul),
 thresholded, and dropped. Only tiles on or above the diagonal are computed, so
 the work is N^2 / 2 dot products; memory is the input plus one tile
-(`4 * block_size^2` bytes, 64 MiB at the default 4096) plus the pairs found.
-Nothing is capped: every pair with a score at or above the threshold is
-returned, which is what makes the result equal to a brute-force reference.
+(`4 * block_size^2` bytes, 64 MiB at the default 4096) plus the pairs found;
+`iter_exact_pairs` hands the pairs over in bounded chunks as they are found,
+so a caller that writes them out never holds them all. Nothing is capped:
+every pair with a score at or above the threshold is returned, which is what
+makes the result equal to a brute-force reference.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
-from transforms.mining.pairs import Pairs, concat_pairs, empty_pairs
+from transforms.mining.pairs import Pairs, concat_pairs, empty_pairs, index_dtype
 
 
 def _as_matrix(x: np.ndarray) -> np.ndarray:
@@ -35,6 +39,62 @@ def _tile_hits(
     return rows, cols, scores.reshape(-1)[flat]
 
 
+def iter_exact_pairs(embeddings: np.ndarray, threshold: float, block_size: int = 4096,
+                     max_pairs: int = 1 << 20) -> Iterator[Pairs]:
+    """Every pair `i < j` with score >= threshold, in chunks, as the tiles find them.
+
+    The upper-triangle tiles never find a pair twice, so each chunk can go
+    out as soon as it is found and nothing is held across tiles: memory is
+    one tile plus one chunk, even for a cluster of a million pairs per row
+    block. A tile's hits are cut into strips of whole rows of at most
+    `max_pairs` pairs (a strip is at least one row, so at most `block_size`
+    pairs when `max_pairs` is smaller).
+
+    Chunks come in tile order (row block, then column block) and each is
+    sorted by `(i, j)`; indexes are `index_dtype(N)` (int32 below 2^31 rows).
+    """
+    x = _as_matrix(embeddings)
+    if block_size < 1:
+        raise ValueError("block_size must be positive")
+    n = x.shape[0]
+    dtype = index_dtype(n)
+    bs = min(block_size, max(n, 1))
+    buf = np.empty(bs * bs, dtype=np.float32)
+    upper = np.triu(np.ones((bs, bs), dtype=bool), k=1) if n else None
+    limit = max(1, int(max_pairs))
+    for r0 in range(0, n, bs):
+        rows_x = x[r0 : r0 + bs]
+        for c0 in range(r0, n, bs):
+            b = x[c0 : c0 + bs]
+            scores = buf[: rows_x.shape[0] * b.shape[0]].reshape(rows_x.shape[0], b.shape[0])
+            np.matmul(rows_x, b.T, out=scores)
+            hit = scores >= threshold
+            if c0 == r0:  # diagonal tile: keep the strict upper triangle only
+                hit &= upper[: hit.shape[0], : hit.shape[1]]
+            per_row = np.count_nonzero(hit, axis=1)
+            if not per_row.any():
+                continue
+            for s0, s1 in _strips(per_row, limit):
+                flat = np.flatnonzero(hit[s0:s1])
+                if not flat.size:
+                    continue
+                rows, cols = np.divmod(flat, b.shape[0])
+                yield Pairs((rows + (r0 + s0)).astype(dtype), (cols + c0).astype(dtype),
+                            scores[s0:s1].reshape(-1)[flat])
+
+
+def _strips(per_row: np.ndarray, limit: int) -> Iterator[tuple[int, int]]:
+    """Row ranges `[s0, s1)` whose hit counts sum to at most `limit` (or are one row)."""
+    ends = np.cumsum(per_row)
+    s0, base = 0, 0
+    while s0 < per_row.size:
+        s1 = int(np.searchsorted(ends, base + limit, side="right"))
+        s1 = max(s1, s0 + 1)
+        yield s0, s1
+        base = int(ends[s1 - 1])
+        s0 = s1
+
+
 def mine_exact(embeddings: np.ndarray, threshold: float, block_size: int = 4096) -> Pairs:
     """Every pair `i < j` with `embeddings[i] . embeddings[j] >= threshold`.
 
@@ -44,30 +104,15 @@ def mine_exact(embeddings: np.ndarray, threshold: float, block_size: int = 4096)
         block_size: rows per tile; memory for scores is `4 * block_size^2` bytes.
 
     Returns:
-        All such pairs, sorted by `(i, j)`, with float32 scores.
+        All such pairs, sorted by `(i, j)`, with float32 scores and int64
+        indexes. `iter_exact_pairs` gives the same pairs without holding them.
     """
-    x = _as_matrix(embeddings)
-    if block_size < 1:
-        raise ValueError("block_size must be positive")
-    n = x.shape[0]
-    bs = min(block_size, max(n, 1))
-    buf = np.empty(bs * bs, dtype=np.float32)
-    parts: list[Pairs] = []
-    for r0 in range(0, n, bs):
-        rows_x = x[r0 : r0 + bs]
-        for c0 in range(r0, n, bs):
-            rows, cols, scores = _tile_hits(rows_x, x[c0 : c0 + bs], threshold, buf)
-            i = rows + r0
-            j = cols + c0
-            if c0 == r0:  # diagonal tile: keep the strict upper triangle only
-                upper = i < j
-                i, j, scores = i[upper], j[upper], scores[upper]
-            if i.size:
-                parts.append(Pairs(i, j, scores.copy()))
+    parts = list(iter_exact_pairs(embeddings, threshold, block_size))
     if not parts:
         return empty_pairs()
-    out = concat_pairs(parts)  # tiles are visited in (i, j) order already
-    order = np.lexsort((out.j, out.i))
+    out = concat_pairs(parts)
+    del parts
+    order = np.lexsort((out.j, out.i))  # tiles of one row block interleave in i
     return Pairs(out.i[order], out.j[order], out.score[order])
 
 

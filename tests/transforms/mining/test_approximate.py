@@ -46,3 +46,12 @@ def test_single_partition_is_exact():
     exact = mine_exact(x, 0.9)
     assert np.array_equal(got.keys(800), exact.keys(800))
     assert stats["recall_sampled"] is None
+
+
+def test_pairs_held_with_int32_indexes_and_repeats_dropped():
+    x = clustered_embeddings(4000, 32, near_fraction=0.3, seed=8)
+    got, stats = mine_approximate(x, 0.9, nprobe=4, recall_sample_size=0)
+    assert got.i.dtype == np.int32 and got.j.dtype == np.int32 and got.score.dtype == np.float32
+    keys = got.keys(len(x))
+    assert np.all(np.diff(keys) > 0) and np.all(got.i < got.j)  # sorted, no repeats
+    assert stats["pairs_found_raw"] > stats["pairs_found"] == len(got)  # found from both ends

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from transforms.mining import mine_pairs, resolve_mode
-from transforms.mining.exact import mine_exact, mine_exact_cross
+from transforms.mining import mine_pairs, resolve_mode, stream_pairs
+from transforms.mining.exact import iter_exact_pairs, mine_exact, mine_exact_cross
 from transforms.mining.synthetic import clustered_embeddings
 
 
@@ -72,3 +72,47 @@ def test_mine_pairs_dispatch():
     assert stats["mode"] == "approximate"
     with pytest.raises(ValueError):
         mine_pairs(x, 0.9, mode="distributed")
+
+
+@pytest.mark.parametrize("max_pairs", [1, 5, 40, 10**9])
+def test_streamed_chunks_are_bounded_and_union_is_the_pair_set(max_pairs):
+    x = clustered_embeddings(700, 16, topic_size=100, near_fraction=0.3, seed=9)
+    block = 64
+    chunks = list(iter_exact_pairs(x, 0.9, block, max_pairs=max_pairs))
+    want, _ = brute_force(x, 0.9)
+    got = [(i, j) for c in chunks for i, j in zip(c.i.tolist(), c.j.tolist())]
+    assert len(got) == len(set(got)) and set(got) == want  # no pair in two chunks
+    # a strip is whole rows: at most max_pairs, or one row (at most `block` pairs)
+    assert all(len(c) <= max(max_pairs, block) for c in chunks)
+    if max_pairs < len(want):
+        assert len(chunks) > 1
+    for c in chunks:
+        assert c.i.dtype == np.int32 and c.j.dtype == np.int32 and np.all(c.i < c.j)
+        assert np.all(np.diff(c.i.astype(np.int64) * len(x) + c.j) > 0)  # sorted in a chunk
+
+
+def test_stream_pairs_exact_equals_mine_pairs_and_fills_stats():
+    x = clustered_embeddings(900, 32, near_fraction=0.3, seed=10)
+    full, full_stats = mine_pairs(x, 0.9, mode="exact", block_size=128)
+    chunks, stats = stream_pairs(x, 0.9, mode="exact", block_size=128, max_pairs=50)
+    assert stats == {}  # filled once the chunks are spent
+    parts = list(chunks)
+    assert len(parts) > 1
+    keys = np.concatenate([p.keys(len(x)) for p in parts])
+    assert np.array_equal(np.sort(keys), full.keys(len(x)))
+    assert stats["pairs_found"] == len(full) and stats["mode"] == "exact"
+    assert set(stats) == set(full_stats)
+
+
+def test_stream_pairs_approximate_chunks():
+    x = clustered_embeddings(3000, 32, seed=12)
+    full, full_stats = mine_pairs(x, 0.9, mode="approximate", nprobe=2, recall_sample_size=100)
+    chunks, stats = stream_pairs(x, 0.9, mode="approximate", max_pairs=100, nprobe=2,
+                                 recall_sample_size=100)
+    parts = list(chunks)
+    assert len(parts) == -(-len(full) // 100) > 1 and all(len(p) <= 100 for p in parts)
+    keys = np.concatenate([p.keys(len(x)) for p in parts])
+    assert np.array_equal(keys, full.keys(len(x)))
+    assert stats["pairs_found"] == len(full) and set(stats) == set(full_stats)
+    with pytest.raises(TypeError):
+        stream_pairs(x, 0.9, mode="exact", npobe=2)
