@@ -1,14 +1,12 @@
 """Peak memory of `clipdedup mine`: the launcher and the Beam job's worker, apart.
 
-One child process (see `bench/children.py`) writes an embeddings table, then
-runs `clipdedup mine` on it in that same process, with the DirectRunner's job
-in a worker subprocess (`--direct_running_mode=multi_processing
---direct_num_workers=1`). The launcher's peak is `ru_maxrss` of the process
-itself (it holds the runner, then builds groups and the manifest); the job's
-is the largest `VmHWM` (the kernel's own peak RSS of a process) of its
-descendants, read from /proc every 0.1 s while they live. Not `ru_maxrss` of
-RUSAGE_CHILDREN: a child forked from a grown launcher reports the launcher's
-size, and a DirectRunner worker is not always waited for.
+One child process (see `bench/children.py`) writes an embeddings table and
+runs `clipdedup mine` on it as the launcher of a process of its own,
+submitting to `tools.local_engine` (a Beam job service and worker pool in
+other processes) with the PortableRunner, as it would submit to Dataflow. The
+launcher's peak is its own `ru_maxrss`; the engine's is the largest summed
+RSS of the job service, the pool and its workers, sampled from /proc every
+0.1 s (printed beside what the engine holds idle).
 
 `--dense K` makes the first K rows near-identical, a dense cluster of
 K * (K - 1) / 2 pairs (5,000 rows: 12.5M pairs), the case where pairs, not
@@ -22,11 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
-import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,8 +30,6 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from bench import children  # noqa: E402
-
-JOB_FLAGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=1"]
 
 
 def dense_embeddings(n: int, dim: int, dense: int, seed: int = 0):
@@ -65,90 +59,35 @@ def write_table(path: str, x) -> None:
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), dim)}), path)
 
 
-class DescendantPeaks(threading.Thread):
-    """Polls /proc for this process's descendants and keeps each one's VmHWM (MB)."""
-
-    def __init__(self, interval: float = 0.1):
-        super().__init__(daemon=True)
-        self.interval = interval
-        self.peaks: dict[int, tuple[float, str]] = {}
-        self.own: list[tuple[float, float]] = []  # (seconds since start, VmRSS MB) of this one
-        self._t0 = time.perf_counter()
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self.interval):
-            self.sample()
-
-    def stop(self) -> dict[int, tuple[float, str]]:
-        self._stop_event.set()
-        self.join()
-        self.sample()
-        return self.peaks
-
-    def sample(self) -> None:
-        with open("/proc/self/status", encoding="utf-8") as f:
-            rss = next(line for line in f if line.startswith("VmRSS:"))
-        self.own.append((time.perf_counter() - self._t0, int(rss.split()[1]) / 1024.0))
-        parents = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
-                        parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-                except (OSError, ValueError, IndexError):
-                    continue
-        mine = {os.getpid()}
-        for pid in sorted(parents):  # a child's pid is usually above its parent's
-            if parents[pid] in mine:
-                mine.add(pid)
-        for pid in mine - {os.getpid()}:
-            try:
-                with open(f"/proc/{pid}/status", encoding="utf-8") as f:
-                    hwm = next(line for line in f if line.startswith("VmHWM:"))
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")[:200]
-            except (OSError, StopIteration):
-                continue
-            mb = int(hwm.split()[1]) / 1024.0
-            if mb > self.peaks.get(pid, (0.0, ""))[0]:
-                self.peaks[pid] = (mb, cmd)
-
-
 def _child(args: argparse.Namespace) -> None:
-    from pipelines import cli
+    from tools.local_engine import LocalEngine, run_launcher
 
     work = tempfile.mkdtemp(prefix="mine_job_", dir=args.workdir)
     os.makedirs(os.path.join(work, "embeddings"))
     write_table(os.path.join(work, "embeddings", "part-0.parquet"),
                 dense_embeddings(args.n, args.dim, args.dense, args.seed))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    peaks = DescendantPeaks()
-    peaks.start()
-    started = time.perf_counter()
-    rc = cli.exit_code(["-q", "mine", "--embeddings", os.path.join(work, "embeddings"),
-                        "--output", os.path.join(work, "out"), "--run-id", "bench",
-                        "--mode", args.mode, *JOB_FLAGS])
-    seconds = time.perf_counter() - started
-    job = peaks.stop()
+    argv = [sys.executable, "-m", "pipelines.cli", "-q", "mine", "--embeddings",
+            os.path.join(work, "embeddings"), "--output", os.path.join(work, "out"),
+            "--run-id", "bench", "--mode", args.mode]
+    with LocalEngine() as engine:
+        started = time.perf_counter()
+        rc, launcher_rss, output = run_launcher(argv + engine.beam_args,
+                                                env=dict(os.environ, PYTHONPATH=ROOT))
+        seconds = time.perf_counter() - started
     if rc:
+        sys.stderr.write(output[-3000:])
         raise SystemExit(f"clipdedup mine exited {rc}")
     with open(os.path.join(work, "out", "bench", "summary.json"), encoding="utf-8") as f:
         summary = json.load(f)
     shutil.rmtree(work, ignore_errors=True)
-    # The launcher mines first, then builds groups: its peak while mining is its
-    # largest sampled RSS before the groups step began.
-    mined_by = seconds - summary["timings"].get("groups_seconds", 0.0)
+    groups = summary.get("groups", {})
     children.emit({
         "n": args.n, "dim": args.dim, "dense": args.dense, "mode": args.mode,
         "seconds": seconds, "mine_seconds": summary["timings"].get("mine_seconds"),
         "pairs": summary["counts"]["duplicates"] + summary["counts"]["near_duplicates"],
-        "launcher_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "launcher_before_mine_mb": before,
-        "launcher_mining_mb": max((mb for t, mb in peaks.own if t <= mined_by), default=before),
-        "groups_seconds": summary["timings"].get("groups_seconds"),
-        "job_peak_mb": max((mb for mb, _ in job.values()), default=0.0),
-        "job_processes": sorted(((round(mb), cmd) for mb, cmd in job.values()), reverse=True),
+        "largest_component": groups.get("largest_component"),
+        "launcher_peak_mb": launcher_rss / 2**20,
+        "job_peak_mb": engine.peak_rss_bytes / 2**20, "engine_idle_mb": engine.idle_rss_bytes / 2**20,
     })
 
 
@@ -161,9 +100,9 @@ def measure(n: int, dim: int, dense: int, mode: str, workdir: str, seed: int = 0
 
 def line(res: dict) -> str:
     return (f"  clipdedup mine {res['mode']:<12} {res['seconds']:>7.1f} s "
-            f"(mine job {res['mine_seconds']:.1f} s, groups {res['groups_seconds']:.1f} s): "
-            f"job {res['job_peak_mb']:>6.0f} MB peak, launcher {res['launcher_mining_mb']:>6.0f} "
-            f"MB while mining, {res['launcher_peak_mb']:>6.0f} MB peak; {res['pairs']:,} pairs")
+            f"(mine job {res['mine_seconds']:.1f} s): launcher {res['launcher_peak_mb']:>6.0f} MB "
+            f"peak, engine {res['job_peak_mb']:>6.0f} MB peak ({res['engine_idle_mb']:.0f} MB "
+            f"idle); {res['pairs']:,} pairs, largest component {res['largest_component']}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,7 +89,7 @@ class LocalEngine:
         self._procs: list[subprocess.Popen] = []
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
-        self.peak_rss_bytes = 0
+        self.idle_rss_bytes = self.peak_rss_bytes = 0  # the engine's RSS started, and at most
         self.beam_args: list[str] = []
 
     def __enter__(self) -> LocalEngine:
@@ -111,6 +111,7 @@ class LocalEngine:
         self.beam_args = ["--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}",
                           "--environment_type=EXTERNAL",
                           f"--environment_config=localhost:{pool_port}"]
+        self.idle_rss_bytes = self.peak_rss_bytes = tree_rss_bytes([p.pid for p in self._procs])
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
         return self
