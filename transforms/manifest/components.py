@@ -4,7 +4,8 @@
 on an edge, `label` the smallest id of its component. Alternating the two star
 operations of Kiveris et al. ("Connected Components in MapReduce and Beyond",
 2014) turns each component into a star around its smallest id in O(log^2 n)
-rounds, each round two GroupByKeys over the current edges; a path or a random
+rounds, each round two GroupByKeys over the current edges (each step
+counts a repeated neighbour once, so repeats never pile up); a path or a random
 order does not need a round per hop as plain min-label propagation does. The
 rounds are unrolled in the graph (`max_rounds`); a final check joins every
 input edge with the labels of both ends and raises `ComponentsNotConverged`
@@ -21,7 +22,7 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
-DEFAULT_MAX_ROUNDS = 20
+DEFAULT_MAX_ROUNDS = 24
 
 
 class ComponentsNotConverged(RuntimeError):
@@ -31,8 +32,9 @@ class ComponentsNotConverged(RuntimeError):
 def large_star(node: str, neighbours: Iterable[str]) -> Iterator[tuple[str, str]]:
     """Edges linking every neighbour larger than `node` to the smallest of node + neighbours.
 
-    `neighbours` is iterated twice (a re-iterable GroupByKey value), never held as a list.
+    Repeated neighbours count once, so repeats made by the last step do not carry on.
     """
+    neighbours = set(neighbours)
     low = min(min(neighbours, default=node), node)
     for v in neighbours:
         if v > node:
@@ -41,6 +43,7 @@ def large_star(node: str, neighbours: Iterable[str]) -> Iterator[tuple[str, str]
 
 def small_star(node: str, smaller: Iterable[str]) -> Iterator[tuple[str, str]]:
     """Edges linking `node` and its smaller neighbours to the smallest of them."""
+    smaller = set(smaller)
     low = min(smaller, default=node)
     if low == node:
         return
@@ -77,6 +80,12 @@ def _both_directions(edge: tuple[str, str]) -> Iterator[tuple[str, str]]:
 def _by_larger_end(edge: tuple[str, str]) -> tuple[str, str]:
     a, b = _ordered(edge)
     return b, a
+
+
+def _ends(edge: tuple[str, str]) -> Iterator[tuple[str, tuple[str, str]]]:
+    edge = _ordered(edge)
+    yield edge[0], edge
+    yield edge[1], edge
 
 
 def _labels(node: str, neighbours: Iterable[str]) -> tuple[str, str]:
@@ -117,17 +126,13 @@ class ConnectedComponents(beam.PTransform):
                 | f"Round{r}LargeStarEdges" >> beam.FlatMapTuple(large_star)
                 | f"Round{r}ByLargerEnd" >> beam.Map(_by_larger_end)
                 | f"Round{r}Smaller" >> beam.GroupByKey()
-                | f"Round{r}SmallStarEdges" >> beam.FlatMapTuple(small_star)
-                | f"Round{r}Orient" >> beam.Map(_ordered)
-                | f"Round{r}Distinct" >> beam.Distinct())
+                | f"Round{r}SmallStarEdges" >> beam.FlatMapTuple(small_star))
         labels = (current
                   | "FinalBothDirections" >> beam.FlatMap(_both_directions)
                   | "FinalByNode" >> beam.GroupByKey()
                   | "Label" >> beam.MapTuple(_labels))
         if self._check:
-            ends = (edges
-                    | "EdgeIndex" >> beam.Map(lambda e: (_ordered(e), None))
-                    | "EdgeEnds" >> beam.FlatMap(lambda kv: [(kv[0][0], kv[0]), (kv[0][1], kv[0])]))
+            ends = edges | "EdgeEnds" >> beam.FlatMap(_ends)
             edge_labels = ({"edges": ends, "labels": labels}
                            | "JoinEnds" >> beam.CoGroupByKey()
                            | "LabelOfEachEnd" >> beam.FlatMap(

@@ -71,16 +71,15 @@ def expected_and_actual(records: pa.Table, pairs, exact: pa.Table | None, *,
         assert {k: stats[k] for k in want_stats} == want_stats
 
     p = TestPipeline()
-    if True:  # noqa: SIM108 - the graph, built as under `with`
-        out = {"records": p | "Records" >> beam.Create(records_of(records, rule)),
-               "pairs": p | "Pairs" >> beam.Create(triples),
-               "exact_duplicates": p | "Exact" >> beam.Create(
-                   exact.to_pylist() if exact is not None else [])} | BuildGroups(
-                       **settings, **extra)
-        assert_that(out["groups"], equal_to(res.groups.to_pylist()), label="Groups")
-        assert_that(out["keep"], equal_to(want_keep), label="Keep")
-        assert_that(out["drop"], equal_to(want_drop), label="Drop")
-        assert_that(out["stats"], check_stats, label="Stats")
+    out = {"records": p | "Records" >> beam.Create(records_of(records, rule)),
+           "pairs": p | "Pairs" >> beam.Create(triples),
+           "exact_duplicates": p | "Exact" >> beam.Create(
+               exact.to_pylist() if exact is not None else [])} | BuildGroups(
+                   **settings, **extra)
+    assert_that(out["groups"], equal_to(res.groups.to_pylist()), label="Groups")
+    assert_that(out["keep"], equal_to(want_keep), label="Keep")
+    assert_that(out["drop"], equal_to(want_drop), label="Drop")
+    assert_that(out["stats"], check_stats, label="Stats")
     result = p.run()
     result.wait_until_finish()
     counters = {c.key.metric.name: c.committed
