@@ -16,14 +16,13 @@ import os
 import platform
 import time
 
-import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines import __version__, checks, mine_pipeline
 from pipelines.config import Config
-from pipelines.run_folder import RunFolder, read_table
+from pipelines.run_folder import RunFolder
 from transforms import run_checks, schemas
 from transforms.embed.model_files import (
     DEFAULT_IMAGE_SIZE,
@@ -145,77 +144,66 @@ def _embed(config: Config, model: ModelInfo, folder: RunFolder, options: Pipelin
 def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
           options: PipelineOptions, summary: dict,
           exact_duplicates: str | list[str] | None = None) -> None:
-    from transforms.mine import match_files
-    from transforms.mining.groups import resolve_keeper_rule
-    from transforms.mining.stage import read_records
+    """Mines pairs and builds groups and the keep/drop manifest in one Beam job.
 
+    The launcher reads only file schemas and small stats: ids, metadata and
+    pairs stay on the engine (`transforms.manifest`).
+    """
     patterns = [embeddings] if isinstance(embeddings, str) else list(embeddings)
-    # Ids, metadata and the keeper rule are checked before any pipeline runs, so a
-    # table made elsewhere fails in one line, not after mining.
-    records = read_records(match_files(patterns), config.id_column, config.embedding_column)
-    rule, left_out = resolve_keeper_rule(config.keeper_rule, records.column_names,
-                                         "the embeddings table")
+    # The id and vector columns and the keeper rule are checked on the schemas before
+    # any pipeline runs, so a table made elsewhere fails in one line, not after mining.
+    rule, left_out = _keeper_rule(config, patterns)
     if left_out:
         log.warning("embeddings table has no column for keeper fields %s: keepers chosen by %r",
                     left_out, rule)
+    sources = ([exact_duplicates] if isinstance(exact_duplicates, str)
+               else list(exact_duplicates or []))
+    sources = [s for s in sources if FileSystems.exists(s)]
     started = time.monotonic()
-    _run(mine_pipeline.build_pipeline(config, patterns, folder.staging, options))
+    _run(mine_pipeline.build_pipeline(config, patterns, folder.staging, options,
+                                      keeper_rule=rule, exact_duplicates=sources))
     summary["timings"]["mine_seconds"] = round(time.monotonic() - started, 3)
     for table in (mine_pipeline.DUPLICATES, mine_pipeline.NEAR_DUPLICATES):
         folder.merge_parts(table, schemas.PAIRS_SCHEMA)
     stats = mine_pipeline.read_stats(folder.staging)
-    FileSystems.delete([FileSystems.join(folder.staging, mine_pipeline.MINE_STATS + ".json")])
+    group_stats = mine_pipeline.read_stats(folder.staging, mine_pipeline.GROUP_STATS)
+    FileSystems.delete([FileSystems.join(folder.staging, name + ".json")
+                        for name in (mine_pipeline.MINE_STATS, mine_pipeline.GROUP_STATS)])
     summary["mining"] = stats
     summary["counts"].update(duplicates=stats["duplicates"],
                              near_duplicates=stats["near_duplicates"])
+    problems = group_stats.pop("problems", None)
+    if problems or problems is None:
+        raise checks.RunCheckError("; ".join(problems or ["the mine job wrote no group stats"]))
     started = time.monotonic()
-    group_stats = _groups(config, records, folder, exact_duplicates, rule)
-    group_stats["keeper_fields_left_out"] = left_out
-    summary["timings"]["groups_seconds"] = round(time.monotonic() - started, 3)
-    summary["groups"] = group_stats
+    folder.merge_parts(mine_pipeline.GROUPS, schemas.GROUPS_SCHEMA)
+    folder.merge_parts(mine_pipeline.KEEP, schemas.KEEP_SCHEMA, text_column=mine_pipeline.LINE)
+    folder.merge_parts(mine_pipeline.DROP, schemas.DROP_SCHEMA, text_column=mine_pipeline.LINE)
+    summary["timings"]["groups_merge_seconds"] = round(time.monotonic() - started, 3)
+    if group_stats["rows_without_source_uri"]:
+        log.warning("%d manifest rows have no source_uri (the mined table has none): "
+                    "their keep.txt/drop.txt lines are record ids",
+                    group_stats["rows_without_source_uri"])
+    source = (sources[0] if len(sources) == 1 else sources) if sources else None
+    summary["groups"] = dict(group_stats, exact_duplicates_source=source,
+                             keeper_fields_left_out=left_out)
     summary["counts"].update(kept=group_stats["kept"], dropped=group_stats["dropped"])
 
 
-def _groups(config: Config, records: pa.Table, folder: RunFolder,
-            exact_duplicates: str | list[str] | None, keeper_rule: str) -> dict:
-    """Groups, keepers and the keep/drop manifest (needs ids, metadata and pairs, not vectors).
+def _keeper_rule(config: Config, patterns: list[str]) -> tuple[str, list[str]]:
+    """The keeper rule resolved against the metadata columns any embeddings file has
+    (schemas only; each file is checked for an id and a vector column)."""
+    from transforms.mine import check_schema, match_files
+    from transforms.mining.groups import resolve_keeper_rule
+    from transforms.mining.stage import METADATA_TYPES
+    from transforms.parquet_open import open_parquet
 
-    Writes groups/keep/drop.parquet and keep.txt / drop.txt (one line per
-    row, see `transforms.mining.manifest_text`).
-    """
-    import pyarrow.parquet as pq
-
-    from transforms.mining.groups import build_groups
-    from transforms.mining.manifest_text import text
-    from transforms.mining.stage import pairs_from_table
-
-    records = records.sort_by("record_id")
-    pair_table = pa.concat_tables([read_table(folder.path(f"{t}.parquet"))
-                                   for t in (mine_pipeline.DUPLICATES,
-                                             mine_pipeline.NEAR_DUPLICATES)])
-    sources = ([exact_duplicates] if isinstance(exact_duplicates, str)
-               else list(exact_duplicates or []))
-    sources = [s for s in sources if FileSystems.exists(s)]
-    # Tables of older runs lack the location columns; their copies get null ones.
-    exact = (pa.concat_tables([read_table(s) for s in sources], promote_options="default")
-             if sources else None)
-    res = build_groups(records, pairs_from_table(pair_table, records), exact,
-                       duplicate_threshold=config.duplicate_threshold,
-                       near_duplicate_threshold=config.near_duplicate_threshold,
-                       drop_near_duplicates=config.drop_near_duplicates,
-                       keeper_rule=keeper_rule)
-    for name, table in (("groups", res.groups), ("keep", res.keep), ("drop", res.drop)):
-        with FileSystems.create(folder.path(f"{name}.parquet")) as f:
-            pq.write_table(table, f)
-    for name, lines in (("keep", res.keep_lines), ("drop", res.drop_lines)):
-        with FileSystems.create(folder.path(f"{name}.txt")) as f:
-            f.write(text(lines))
-    if res.stats["rows_without_source_uri"]:
-        log.warning("%d manifest rows have no source_uri (the mined table has none): "
-                    "their keep.txt/drop.txt lines are record ids",
-                    res.stats["rows_without_source_uri"])
-    source = (sources[0] if len(sources) == 1 else sources) if sources else None
-    return dict(res.stats, exact_duplicates_source=source)
+    columns = {"record_id"}
+    for path in match_files(patterns):
+        schema = open_parquet(path).schema_arrow
+        check_schema(path, schema, config.id_column, config.embedding_column)
+        columns |= {c for c in METADATA_TYPES if c in schema.names and c != config.id_column}
+    return resolve_keeper_rule(config.keeper_rule, columns, "the embeddings table")
 
 
 def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: bool = True,

@@ -3,6 +3,10 @@
     Create(patterns) -> MinePairs -> WriteDuplicates / WriteNearDuplicates / WriteStats
     (mode distributed) ReadEmbeddings -> MineDistributed -> SplitPairs -> Write...,
                        MeasureRecall -> DistributedStats -> WriteStats
+    and, in both, the groups and the manifest on the same pairs:
+    ReadRecords (ids + metadata, no vectors) -> CheckIdsUnique (before mining starts),
+    ReadExactDuplicates, pairs -> BuildGroups -> WriteGroups / WriteKeep / WriteDrop /
+    WriteGroupStats
 
 Reads the output of stage 1 or embeddings made elsewhere: any Parquet table
 with an id column and a vector column (`config.id_column`,
@@ -26,6 +30,12 @@ from transforms.mining.distributed import MeasureRecall, MineDistributed
 from transforms.write import PART_PREFIX, SUFFIX, table_dir
 
 MINE_STATS = "_mine_stats"
+GROUP_STATS = "_group_stats"
+GROUPS, KEEP, DROP = "groups", "keep", "drop"
+LINE = "line"  # the keep.txt / drop.txt line of a keep / drop row, until the parts are merged
+MANIFEST_SCHEMAS = {GROUPS: schemas.GROUPS_SCHEMA,
+                    KEEP: schemas.KEEP_SCHEMA.append(pa.field(LINE, pa.string(), nullable=False)),
+                    DROP: schemas.DROP_SCHEMA.append(pa.field(LINE, pa.string(), nullable=False))}
 
 
 def mining_options(config: Config) -> dict:
@@ -86,31 +96,91 @@ def _build_distributed(p: beam.Pipeline, config: Config, patterns: list[str], st
     n = vectors | "CountEmbeddings" >> beam.combiners.Count.Globally()
     recall = (vectors, pairs) | "MeasureRecall" >> MeasureRecall(
         config.near_duplicate_threshold, sample_size=config.recall_sample_size)
-    return recall | "DistributedStats" >> beam.Map(
+    pair_rows = pairs | "PairTuples" >> beam.Map(
+        lambda row: (row["record_id_a"], row["record_id_b"], row["score"]))
+    return pair_rows, recall | "DistributedStats" >> beam.Map(
         _distributed_stats, duplicates=beam.pvalue.AsSingleton(counts[DUPLICATES]),
         near_duplicates=beam.pvalue.AsSingleton(counts[NEAR_DUPLICATES]),
         embeddings=beam.pvalue.AsSingleton(n), config=config)
 
 
+def _pair_tuples(table: pa.Table):
+    """A pair table -> `(id_a, id_b, score)` per row, one record batch at a time."""
+    for batch in table.to_batches():
+        yield from zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(),
+                       batch.column(2).to_pylist())
+
+
+def _exact_rows(path: str):
+    """The rows of one exact_duplicates table, a row group at a time (older tables lack the
+    location columns: those are None)."""
+    from transforms.parquet_open import open_parquet
+
+    pf = open_parquet(path)
+    for group in range(pf.num_row_groups):
+        yield from pf.read_row_group(group).to_pylist()
+
+
+def _write_json(pcoll, label: str, staging: str, name: str) -> None:
+    _ = (pcoll
+         | f"{label}ToJson" >> beam.Map(json.dumps, sort_keys=True)
+         | f"Write{label}" >> beam.io.WriteToText(FileSystems.join(staging, name),
+                                                  file_name_suffix=".json", num_shards=1,
+                                                  shard_name_template=""))
+
+
+def _build_groups(p: beam.Pipeline, config: Config, records, pairs, staging: str,
+                  keeper_rule: str, exact_duplicates: list[str]) -> None:
+    """BuildGroups on the mined pairs; groups / keep / drop part files and the stats JSON."""
+    from transforms.manifest.build import STATS, BuildGroups
+
+    exact = (p
+             | "ExactDuplicatesTables" >> beam.Create(list(exact_duplicates))
+             | "ReadExactDuplicates" >> beam.FlatMap(_exact_rows))
+    out = {"records": records, "pairs": pairs, "exact_duplicates": exact} | "BuildGroups" >> (
+        BuildGroups(duplicate_threshold=config.duplicate_threshold,
+                    near_duplicate_threshold=config.near_duplicate_threshold,
+                    drop_near_duplicates=config.drop_near_duplicates, keeper_rule=keeper_rule))
+    for table, label in ((GROUPS, "WriteGroups"), (KEEP, "WriteKeep"), (DROP, "WriteDrop")):
+        _ = out[table] | label >> beam.io.WriteToParquet(
+            FileSystems.join(table_dir(staging, table), PART_PREFIX),
+            schema=MANIFEST_SCHEMAS[table], file_name_suffix=SUFFIX)
+    _write_json(out[STATS], "GroupStats", staging, GROUP_STATS)
+
+
 def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging: str,
-                   options: PipelineOptions | None = None) -> beam.Pipeline:
+                   options: PipelineOptions | None = None, *, keeper_rule: str | None = None,
+                   exact_duplicates: list[str] | None = None) -> beam.Pipeline:
     """The unrun mine pipeline writing its tables below `staging`.
 
-    `embeddings_pattern`: one pattern or several, mined together as one table.
+    Args:
+        embeddings_pattern: one pattern or several, mined together as one table.
+        keeper_rule: the rule as resolved against the table's columns
+            (`resolve_keeper_rule`); default `config.keeper_rule`.
+        exact_duplicates: exact_duplicates tables whose byte copies join the manifest.
     """
+    from transforms.manifest.records import FindRepeatedIds, ReadRecords, check_ids_unique
+
     p = beam.Pipeline(options=options or PipelineOptions([]))
     patterns = ([embeddings_pattern] if isinstance(embeddings_pattern, str)
                 else list(embeddings_pattern))
+    rule = keeper_rule or config.keeper_rule
+    records = (p
+               | "EmbeddingsPatterns" >> beam.Create(patterns)
+               | "ReadRecords" >> ReadRecords(config.id_column, rule))
+    ids_checked = (records
+                   | "FindRepeatedIds" >> FindRepeatedIds(config.id_column)
+                   | "CheckIdsUnique" >> beam.Map(check_ids_unique))
     if config.mode == "distributed":
-        stats = _build_distributed(p, config, patterns, staging)
-        _ = (stats
-             | "StatsToJson" >> beam.Map(json.dumps, sort_keys=True)
-             | "WriteStats" >> beam.io.WriteToText(FileSystems.join(staging, MINE_STATS),
-                                                   file_name_suffix=".json", num_shards=1,
-                                                   shard_name_template=""))
+        pairs, stats = _build_distributed(p, config, patterns, staging)
+        _write_json(stats, "Stats", staging, MINE_STATS)
+        _build_groups(p, config, records, pairs, staging, rule, exact_duplicates or [])
         return p
     mined = (p
              | "EmbeddingsTable" >> beam.Create([tuple(patterns)])
+             # mining starts once ids are known unique, so a repeated id fails in one line
+             | "AfterIdsChecked" >> beam.Map(lambda table, ok: table,
+                                             ok=beam.pvalue.AsSingleton(ids_checked))
              | "MinePairs" >> MinePairs(config.duplicate_threshold,
                                         config.near_duplicate_threshold,
                                         config.mode, config.block_size,
@@ -122,14 +192,14 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
         _ = mined[tag] | label >> beam.io.WriteToParquetBatched(
             FileSystems.join(table_dir(staging, tag), PART_PREFIX),
             schema=schemas.PAIRS_SCHEMA, file_name_suffix=SUFFIX, num_shards=0)
-    _ = (mined[STATS]
-         | "StatsToJson" >> beam.Map(json.dumps, sort_keys=True)
-         | "WriteStats" >> beam.io.WriteToText(FileSystems.join(staging, MINE_STATS),
-                                               file_name_suffix=".json", num_shards=1,
-                                               shard_name_template=""))
+    _write_json(mined[STATS], "Stats", staging, MINE_STATS)
+    pairs = ((mined[DUPLICATES], mined[NEAR_DUPLICATES])
+             | "AllPairTables" >> beam.Flatten()
+             | "PairTuples" >> beam.FlatMap(_pair_tuples))
+    _build_groups(p, config, records, pairs, staging, rule, exact_duplicates or [])
     return p
 
 
-def read_stats(staging: str) -> dict:
-    with FileSystems.open(FileSystems.join(staging, MINE_STATS + ".json")) as f:
+def read_stats(staging: str, name: str = MINE_STATS) -> dict:
+    with FileSystems.open(FileSystems.join(staging, name + ".json")) as f:
         return json.loads(f.read().decode() or "{}")

@@ -19,6 +19,7 @@ missing or mixed tables.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -221,17 +222,34 @@ class RunFolder:
                     "rerun with the same --run-id to replace it")
         return None
 
-    def merge_parts(self, table: str, schema) -> str:
-        """Merges the part files of `table` into `<table>.parquet`, streaming row groups."""
+    def merge_parts(self, table: str, schema, text_column: str | None = None) -> str:
+        """Merges the part files of `table` into `<table>.parquet`, streaming row groups.
+
+        With `text_column`, the parts hold that extra string column: it is left
+        out of `<table>.parquet` and written to `<table>.txt`, one line per row,
+        so line k of the text is row k of the table.
+        """
         folder = self.path(table)
         target = self.path(f"{table}.parquet.tmp")
-        with FileSystems.create(target) as sink, pq.ParquetWriter(sink, schema) as writer:
+        text_target = self.path(f"{table}.txt.tmp")
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(FileSystems.create(target))
+            writer = stack.enter_context(pq.ParquetWriter(sink, schema))
+            text = (stack.enter_context(FileSystems.create(text_target))
+                    if text_column else None)
             for path in part_files(folder):
                 part = open_parquet(path)
                 for i in range(part.num_row_groups):
-                    writer.write_table(part.read_row_group(i).cast(schema))
+                    rows = part.read_row_group(i)
+                    if text is not None:
+                        lines = rows.column(text_column).to_pylist()
+                        text.write("".join(line + "\n" for line in lines).encode("utf-8"))
+                        rows = rows.drop_columns([text_column])
+                    writer.write_table(rows.select(schema.names).cast(schema))
         self._delete_tree(folder)
         FileSystems.rename([target], [self.path(f"{table}.parquet")])
+        if text_column:
+            FileSystems.rename([text_target], [self.path(f"{table}.txt")])
         return self.path(f"{table}.parquet")
 
     def publish(self, summary: dict, overwrite: bool = False) -> str:

@@ -272,3 +272,29 @@ def test_a_fifo_named_like_the_marker_does_not_hang_a_run(tmp_path):
     with pytest.raises(RuntimeError, match="not a clipdedup run"):
         RunFolder(str(tmp_path), "r1").start()
     assert os.listdir(foreign) == ["_clipdedup.json"]
+
+
+def test_merge_parts_streams_a_text_column_into_lines_of_the_same_rows(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from transforms.schemas import KEEP_SCHEMA
+
+    folder = RunFolder(str(tmp_path / "out"), "r1")
+    folder.start()
+    os.makedirs(folder.path("keep"))
+    with_line = KEEP_SCHEMA.append(pa.field("line", pa.string()))
+    rows = [{"record_id": f"r{k}", "source_uri": "u", "key": f"k{k}", "reason": "unique",
+             "keeper_id": f"r{k}", "line": f"u#k{k}"} for k in range(7)]
+    for part, chunk in enumerate((rows[:3], rows[3:])):
+        with pq.ParquetWriter(folder.path(f"keep/part-{part}.parquet"), with_line) as writer:
+            for row in chunk:  # one row group per row
+                writer.write_table(pa.Table.from_pylist([row], with_line))
+    folder.merge_parts("keep", KEEP_SCHEMA, text_column="line")
+    table = pq.read_table(folder.path("keep.parquet"))
+    assert table.schema.equals(KEEP_SCHEMA)
+    lines = open(folder.path("keep.txt")).read().splitlines()
+    assert lines == [f"u#{key}" for key in table.column("key").to_pylist()]
+    assert sorted(table.column("record_id").to_pylist()) == sorted(r["record_id"] for r in rows)
+    assert not os.path.exists(folder.path("keep"))
+    folder.release()

@@ -233,9 +233,14 @@ def build_groups(
     ei = np.concatenate([pairs.i[keep_edge], np.asarray(extra_i, np.int64)])
     ej = np.concatenate([pairs.j[keep_edge], np.asarray(extra_j, np.int64)])
     ew = np.concatenate([pairs.score[keep_edge], np.ones(len(extra_i), np.float32)])
+    # A byte-copy edge (score 1) may repeat a mined pair: keep the larger score, not the sum.
+    lo, hi = np.minimum(ei, ej), np.maximum(ei, ej)
+    order = np.lexsort((-ew, hi, lo))
+    lo, hi, ew = lo[order], hi[order], ew[order]
+    first = np.r_[True, (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])] if lo.size else lo.astype(bool)
+    ei, ej, ew = lo[first], hi[first], ew[first]
     # Both directions, so each row lists all neighbours; score stored as-is.
     graph = coo_matrix((np.r_[ew, ew], (np.r_[ei, ej], np.r_[ej, ei])), shape=(n, n)).tocsr()
-    graph.sum_duplicates()
     _, labels = connected_components(graph, directed=False)
 
     # Greedy non-chaining grouping, best keeper first.

@@ -4,8 +4,9 @@
     out = mine_records(records, x, exact_duplicates, config)  # pairs, groups, manifest
     write_outputs(out, tmp_run_dir)                         # caller publishes (_SUCCESS)
 
-`read_records(files)` reads what groups and the manifest need (ids and the
-metadata columns a table has) without the vectors; the Beam job uses it.
+`read_records(files)` reads ids and the metadata columns a table has, without
+the vectors, into one table (the CLI's mine job does this on the engine
+instead: `transforms.manifest.records.ReadRecords`).
 
 For `mode: distributed`, pairs come from the Beam transform `MineDistributed`;
 turn its rows back into index pairs with `pairs_from_table` and call

@@ -172,3 +172,16 @@ def test_copies_from_an_older_exact_duplicates_table_are_kept_with_null_location
     assert row["record_id"] == "a2" and row["source_uri"] is None and row["key"] is None
     assert row["keeper_source_uri"] == "mem://s.tar" and res.drop_lines == ["a2"]
     assert res.stats["rows_without_source_uri"] == 1
+
+
+def test_a_byte_copy_edge_repeating_a_mined_pair_keeps_the_larger_score():
+    # a and b are byte copies (both embedded) and also a mined duplicate pair of 0.9995:
+    # the edge is 1.0 (max), not 1.9995 (the sum).
+    rec = _records(["a", "b"], width=[300, 200])
+    exact = pa.table({"record_id_a": ["a"], "record_id_b": ["b"], "sha256": ["h"]})
+    res = build_groups(rec, _pairs([(0, 1, 0.9995)], 2), exact)
+    (row,) = [r for r in res.groups.to_pylist() if r["record_id"] == "b"]
+    assert row["score_to_keeper"] == 1.0 and row["kind"] == "duplicate"
+    res = build_groups(rec, _pairs([(0, 1, 0.95)], 2), exact)
+    (row,) = [r for r in res.groups.to_pylist() if r["record_id"] == "b"]
+    assert row["score_to_keeper"] == 1.0
