@@ -54,6 +54,9 @@ class Config:
     near_duplicate_threshold: float = 0.90
     mode: str = "auto"
     block_size: int = 4096
+    # Connected components on one worker (a union-find, ~100 B per record)
+    # up to this many records; above, in rounds spread over the workers.
+    components_one_worker_max_records: int = 2_000_000
     # Mining, per mode (transforms/mining/). auto: exact below approximate_min_n rows.
     approximate_min_n: int = 200_000
     nlist: int = 0  # approximate/distributed partitions; 0 = auto (sqrt(nprobe*N) / N/partition_size)
@@ -147,6 +150,7 @@ _RANGES = {
     "duplicate_threshold": _Range(0, 1, low_open=True),
     "near_duplicate_threshold": _Range(0, 1, low_open=True),
     "block_size": _Range(1), "approximate_min_n": _Range(0), "nlist": _Range(0),
+    "components_one_worker_max_records": _Range(0),
     "nprobe": _Range(1), "partitions_per_vector": _Range(1), "partition_size": _Range(1),
     "recall_sample_size": _Range(0), "recall_target": _Range(0, 1), "mining_seed": _Range(0),
     "num_output_shards": _Range(0), "max_error_fraction": _Range(0, 1),

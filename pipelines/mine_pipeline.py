@@ -121,6 +121,14 @@ def _exact_rows(path: str):
         yield from pf.read_row_group(group).to_pylist()
 
 
+def _row_count(patterns: list[str]) -> int:
+    """Rows of the embeddings files, from their footers (no data read)."""
+    from transforms.mine import match_files
+    from transforms.parquet_open import open_parquet
+
+    return sum(open_parquet(f).metadata.num_rows for f in match_files(patterns))
+
+
 def _write_json(pcoll, label: str, staging: str, name: str) -> None:
     _ = (pcoll
          | f"{label}ToJson" >> beam.Map(json.dumps, sort_keys=True)
@@ -130,7 +138,7 @@ def _write_json(pcoll, label: str, staging: str, name: str) -> None:
 
 
 def _build_groups(p: beam.Pipeline, config: Config, records, pairs, staging: str,
-                  keeper_rule: str, exact_duplicates: list[str]) -> None:
+                  keeper_rule: str, exact_duplicates: list[str], n_records: int) -> None:
     """BuildGroups on the mined pairs; groups / keep / drop part files and the stats JSON."""
     from transforms.manifest.build import STATS, BuildGroups
 
@@ -140,7 +148,8 @@ def _build_groups(p: beam.Pipeline, config: Config, records, pairs, staging: str
     out = {"records": records, "pairs": pairs, "exact_duplicates": exact} | "BuildGroups" >> (
         BuildGroups(duplicate_threshold=config.duplicate_threshold,
                     near_duplicate_threshold=config.near_duplicate_threshold,
-                    drop_near_duplicates=config.drop_near_duplicates, keeper_rule=keeper_rule))
+                    drop_near_duplicates=config.drop_near_duplicates, keeper_rule=keeper_rule,
+                    components_on_one_worker=n_records <= config.components_one_worker_max_records))
     for table, label in ((GROUPS, "WriteGroups"), (KEEP, "WriteKeep"), (DROP, "WriteDrop")):
         _ = out[table] | label >> beam.io.WriteToParquet(
             FileSystems.join(table_dir(staging, table), PART_PREFIX),
@@ -174,7 +183,8 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
     if config.mode == "distributed":
         pairs, stats = _build_distributed(p, config, patterns, staging)
         _write_json(stats, "Stats", staging, MINE_STATS)
-        _build_groups(p, config, records, pairs, staging, rule, exact_duplicates or [])
+        _build_groups(p, config, records, pairs, staging, rule, exact_duplicates or [],
+                  _row_count(patterns))
         return p
     mined = (p
              | "EmbeddingsTable" >> beam.Create([tuple(patterns)])
@@ -196,7 +206,8 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
     pairs = ((mined[DUPLICATES], mined[NEAR_DUPLICATES])
              | "AllPairTables" >> beam.Flatten()
              | "PairTuples" >> beam.FlatMap(_pair_tuples))
-    _build_groups(p, config, records, pairs, staging, rule, exact_duplicates or [])
+    _build_groups(p, config, records, pairs, staging, rule, exact_duplicates or [],
+                  _row_count(patterns))
     return p
 
 

@@ -119,7 +119,8 @@ class BuildGroups(beam.PTransform):
     Outputs: dict rows of `GROUPS_SCHEMA`; `KEEP_SCHEMA` / `DROP_SCHEMA` rows
     with their keep.txt / drop.txt `line`; one stats dict (the keys of
     `build_groups`' stats, the largest component, and `problems`: conservation
-    failures, empty when the manifest adds up).
+    failures, empty when the manifest adds up). `components_on_one_worker`:
+    see `transforms.manifest.components`.
     """
 
     def __init__(self, *, duplicate_threshold: float = 0.999,
@@ -127,7 +128,7 @@ class BuildGroups(beam.PTransform):
                  keeper_rule: str = "-area,-file_size,record_id",
                  max_rounds: int = DEFAULT_MAX_ROUNDS,
                  max_pairs_in_memory: int = DEFAULT_MAX_PAIRS_IN_MEMORY,
-                 rank_buckets: int = 1000):
+                 rank_buckets: int = 1000, components_on_one_worker: bool = False):
         super().__init__()
         self._dup = duplicate_threshold
         self._threshold = near_duplicate_threshold if drop_near_duplicates else duplicate_threshold
@@ -135,6 +136,7 @@ class BuildGroups(beam.PTransform):
         self._rounds = max_rounds
         self._cap = max_pairs_in_memory
         self._buckets = rank_buckets
+        self._one_worker = components_on_one_worker
 
     def expand(self, inputs: dict):
         records = inputs["records"]
@@ -153,7 +155,8 @@ class BuildGroups(beam.PTransform):
                  | "AsEdge" >> beam.MapTuple(lambda ab, s: (ab[0], ab[1], s)))
         labels = (edges
                   | "EdgeEnds" >> beam.Map(lambda e: (e[0], e[1]))
-                  | "Components" >> ConnectedComponents(self._rounds))
+                  | "Components" >> ConnectedComponents(self._rounds,
+                                                          one_worker=self._one_worker))
         members = ({"label": labels, "record": records}
                    | "LabelMembers" >> beam.CoGroupByKey()
                    | "MembersByLabel" >> beam.FlatMap(

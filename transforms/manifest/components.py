@@ -12,6 +12,15 @@ input edge with the labels of both ends and raises `ComponentsNotConverged`
 (naming `max_rounds`) if any edge crosses two labels, so a graph that needs
 more rounds fails loudly instead of splitting a component.
 
+Two things keep this cheap. `SpanningForest` first shrinks the edges, batch
+by batch without a shuffle, to a spanning forest of each batch (a dense
+cluster of k records and k^2/2 pairs leaves k - 1 edges per batch), which has
+the same components. And below `one_worker_max_records` records the labels
+come from one union-find combine (`UnionFind`: an id -> parent map, about
+100 bytes per record on one worker) instead of the unrolled rounds, whose
+~50 stages cost seconds each on a local runner; the launcher chooses from
+the table's row count.
+
 The per-node steps are pure functions (`large_star`, `small_star`) so
 `bench/components_rounds.py` can count rounds without a runner.
 """
@@ -21,8 +30,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
+import numpy as np
 
 DEFAULT_MAX_ROUNDS = 24
+DEFAULT_ONE_WORKER_MAX_RECORDS = 2_000_000
+FOREST_BATCH_EDGES = 200_000
 
 
 class ComponentsNotConverged(RuntimeError):
@@ -102,21 +114,115 @@ def _check_edge(element, max_rounds: int) -> Iterator[int]:
     return iter(())
 
 
+def forest_edges(edges: list[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """A spanning forest of `edges`: each node joined to its local component's smallest id."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ends = np.asarray([e for edge in edges for e in edge[:2]], dtype=object)
+    nodes, index = np.unique(ends, return_inverse=True)
+    index = index.reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(index), np.int8), (index[:, 0], index[:, 1])),
+                       shape=(len(nodes), len(nodes)))
+    _, labels = connected_components(graph, directed=False)
+    # nodes are sorted, so the first node of each label is its smallest id
+    _, first = np.unique(labels, return_index=True)
+    for k, low in enumerate(first[labels]):
+        if k != low:
+            yield nodes[low], nodes[k]
+
+
+class SpanningForest(beam.PTransform):
+    """`(id_a, id_b, ...)` edges -> fewer `(id_a, id_b)` edges with the same components.
+
+    Each bundle's edges are cut into batches of at most `batch_edges`; a batch
+    becomes its spanning forest (at most its node count - 1 edges). Applied
+    `passes` times, as batches of forest edges shrink again.
+    """
+
+    def __init__(self, batch_edges: int = FOREST_BATCH_EDGES, passes: int = 2):
+        super().__init__()
+        self._batch = batch_edges
+        self._passes = passes
+
+    def expand(self, edges):
+        for k in range(self._passes):
+            edges = (edges
+                     | f"Batch{k}" >> beam.BatchElements(min_batch_size=self._batch,
+                                                         max_batch_size=self._batch)
+                     | f"Forest{k}" >> beam.FlatMap(forest_edges))
+        return edges
+
+
+class UnionFind(beam.CombineFn):
+    """Edges -> `{id: smallest id of its component}` in one accumulator (parent map).
+
+    A root is always the smallest id of its set, so the labels need no second pass.
+    """
+
+    def create_accumulator(self) -> dict[str, str]:
+        return {}
+
+    @staticmethod
+    def _root(parent: dict[str, str], x: str) -> str:
+        root = x
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(x, x) != root:  # path compression
+            parent[x], x = root, parent[x]
+        return root
+
+    def _union(self, parent: dict[str, str], a: str, b: str) -> None:
+        ra, rb = self._root(parent, a), self._root(parent, b)
+        parent.setdefault(ra, ra)
+        parent.setdefault(rb, rb)
+        if ra != rb:
+            low, high = (ra, rb) if ra < rb else (rb, ra)
+            parent[high] = low
+
+    def add_input(self, parent, edge):
+        self._union(parent, edge[0], edge[1])
+        return parent
+
+    def merge_accumulators(self, accumulators):
+        accumulators = iter(accumulators)
+        merged = next(accumulators)
+        for other in accumulators:
+            for child, up in other.items():
+                self._union(merged, child, up)
+        return merged
+
+    def extract_output(self, parent):
+        return {x: self._root(parent, x) for x in list(parent)}
+
+
 class ConnectedComponents(beam.PTransform):
     """`(id_a, id_b)` string edges -> `(id, smallest id of its component)` per id on an edge.
 
     Args:
         max_rounds: large-star + small-star rounds unrolled in the graph.
         check: verify convergence (one join of the input edges with the labels).
+        one_worker: label with one `UnionFind` combine instead of the rounds
+            (for graphs whose ids fit one worker's memory).
+        contract: shrink the edges to a `SpanningForest` first.
     """
 
-    def __init__(self, max_rounds: int = DEFAULT_MAX_ROUNDS, check: bool = True):
+    def __init__(self, max_rounds: int = DEFAULT_MAX_ROUNDS, check: bool = True,
+                 one_worker: bool = False, contract: bool = True):
         super().__init__()
         self._rounds = max_rounds
         self._check = check
+        self._one_worker = one_worker
+        self._contract = contract
 
     def expand(self, edges: beam.PCollection[tuple[str, str]]
                ) -> beam.PCollection[tuple[str, str]]:
+        if self._contract:
+            edges = edges | "Forest" >> SpanningForest()
+        if self._one_worker:
+            return (edges
+                    | "UnionFind" >> beam.CombineGlobally(UnionFind())
+                    | "Labels" >> beam.FlatMap(lambda labels: labels.items()))
         current = edges | "Orient" >> beam.Map(_ordered) | "Distinct" >> beam.Distinct()
         for r in range(self._rounds):
             current = (

@@ -47,7 +47,8 @@ def largest_component(records: pa.Table, pairs, exact: pa.Table | None, threshol
 
 
 def expected_and_actual(records: pa.Table, pairs, exact: pa.Table | None, *,
-                        max_pairs_in_memory=None, max_rounds=None, **settings):
+                        max_pairs_in_memory=None, max_rounds=None,
+                        components_on_one_worker=False, **settings):
     """Runs both; asserts the Beam outputs equal build_groups' (as multisets of rows).
 
     Returns build_groups' result and the Beam run's counters (name -> value).
@@ -60,6 +61,7 @@ def expected_and_actual(records: pa.Table, pairs, exact: pa.Table | None, *,
     want_stats = dict(res.stats)
     extra = {k: v for k, v in (("max_pairs_in_memory", max_pairs_in_memory),
                                ("max_rounds", max_rounds)) if v is not None}
+    extra["components_on_one_worker"] = components_on_one_worker
     members, in_component = largest_component(records, pairs, exact, res.stats["group_threshold"])
     want_stats.update(largest_component=members, largest_component_pairs=in_component)
     rule = settings.get("keeper_rule", "-area,-file_size,record_id")

@@ -44,6 +44,8 @@ def _instance(seed: int, n: int = 40, with_uri: bool = True):
     (3, {"keeper_rule": "record_id"}),
     (4, {"keeper_rule": "-width,file_size"}),
     (5, {"keeper_rule": "-record_id"}),
+    (7, {"components_on_one_worker": True}),
+    (8, {"components_on_one_worker": True, "keeper_rule": "record_id"}),
 ])
 def test_beam_groups_equal_build_groups(seed, settings):
     records, pairs, exact = _instance(seed)

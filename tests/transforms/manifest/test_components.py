@@ -33,11 +33,12 @@ def _random_edges(seed, n=60, m=50):
     return edges + [(f"n{a:02d}", f"n{b:02d}") for a, b in zip(path[:-1], path[1:])]
 
 
-def test_components_equal_scipy_with_the_smallest_id_as_label():
+@pytest.mark.parametrize("contract", [True, False])
+def test_components_equal_scipy_with_the_smallest_id_as_label(contract):
     edges = _random_edges(1) + _random_edges(2, m=10)  # repeats and both directions
     edges += [(b, a) for a, b in edges[:5]]
     with TestPipeline() as p:
-        labels = p | beam.Create(edges) | ConnectedComponents(max_rounds=8)
+        labels = p | beam.Create(edges) | ConnectedComponents(max_rounds=8, contract=contract)
         assert_that(labels, equal_to(_smallest_member_labels(edges)))
 
 
@@ -45,7 +46,8 @@ def test_too_few_rounds_fail_loudly():
     path = [(f"n{k:03d}", f"n{k + 1:03d}") for k in range(200)]
     with pytest.raises(Exception, match="did not converge in 1 rounds"):
         with TestPipeline() as p:
-            _ = p | beam.Create(path) | ConnectedComponents(max_rounds=1)
+            # uncontracted: the forest would make the path a star, done in one round
+            _ = p | beam.Create(path) | ConnectedComponents(max_rounds=1, contract=False)
 
 
 def test_star_rounds_turn_each_component_into_a_star_around_its_smallest_id():
@@ -64,3 +66,40 @@ def test_dense_rank_equals_numpy_unique():
     with TestPipeline() as p:
         ranks = p | beam.Create(keys) | DenseRank(num_buckets=7)
         assert_that(ranks, equal_to([(str(k), r) for r, k in enumerate(uniq)]))
+
+
+def test_spanning_forest_keeps_components_and_shrinks_a_clique():
+    from transforms.manifest.components import forest_edges
+
+    clique = [(f"n{i:03d}", f"n{j:03d}") for i in range(60) for j in range(i + 1, 60)]
+    other = [("x1", "x2"), ("x2", "x3")]
+    forest = list(forest_edges(clique + other))
+    assert len(forest) == 59 + 2
+    assert {a for a, _ in forest} == {"n000", "x1"}  # each joined to its smallest id
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_one_worker_union_find_equals_the_rounds(seed):
+    import random
+
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rng = random.Random(seed)
+    nodes = [f"{rng.getrandbits(40):010x}" for _ in range(300)]
+    edges = [(rng.choice(nodes), rng.choice(nodes)) for _ in range(250)]
+    edges = [e for e in edges if e[0] != e[1]]
+    index = {n: k for k, n in enumerate(nodes)}
+    graph = coo_matrix(([1] * len(edges), ([index[a] for a, _ in edges],
+                                           [index[b] for _, b in edges])), shape=(300, 300))
+    _, comp = connected_components(graph, directed=False)
+    smallest = {}
+    for n in nodes:
+        smallest[comp[index[n]]] = min(smallest.get(comp[index[n]], n), n)
+    on_edges = {x for e in edges for x in e}
+    expected = sorted((n, smallest[comp[index[n]]]) for n in on_edges)
+    for one_worker in (True, False):
+        with TestPipeline() as p:
+            labels = (p | beam.Create(edges)
+                      | ConnectedComponents(one_worker=one_worker))
+            assert_that(labels, equal_to(expected))
