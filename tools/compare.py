@@ -91,7 +91,7 @@ def regions(full: np.ndarray, min_area: int = DEFAULT_MIN_AREA,
     if full.min() >= region_ssim:
         return []
     cut = min(threshold_otsu(full), region_ssim) if full.min() < full.max() else region_ssim
-    mask = full < cut
+    mask = full <= cut  # skimage: the lower class is `<= threshold`
     boxes = []
     for region in regionprops(label(mask, connectivity=2)):
         if region.area >= min_area:
@@ -118,23 +118,24 @@ def picture(a, b, full: np.ndarray, boxes):
     return sheet
 
 
-def _model_cosine(datas: list[bytes], names: list[str], run: str | None, model: str | None,
+def _model_cosine(datas: list[bytes], names: list[str], info, model: str | None,
                   device: str) -> tuple[float, str, bool]:
+    """(cosine, model, is a stand-in) with the run `info`'s model, else `model`."""
     from tools import query
+    from transforms import records as R
     from transforms.embed.model_files import DEFAULT_IMAGE_SIZE, inspect_model, is_stand_in
 
-    if run:
-        info = query.read_run(run)
+    if info is not None:
         model, size, backend, max_pixels = (info.model, info.image_size, info.backend,
                                             info.max_pixels)
         stand_in = info.is_stand_in
     else:
         size = inspect_model(model).image_size or DEFAULT_IMAGE_SIZE
-        backend, max_pixels = "torch", None
+        backend, max_pixels = "torch", R.DEFAULT_MAX_IMAGE_PIXELS
         stand_in = os.path.isdir(model) and is_stand_in(model)
+    pixels = [query.decode_query(d, n, size, max_pixels) for d, n in zip(datas, names)]
     query.warn_if_stand_in(model, stand_in)
-    encoder = query.QueryEncoder(model, size, backend, max_pixels, device)
-    va, vb = encoder.embed([encoder.pixels(d, n) for d, n in zip(datas, names)])
+    va, vb = query.QueryEncoder(model, size, backend, device).embed(pixels)
     return float(np.dot(va, vb)), model, stand_in
 
 
@@ -153,6 +154,7 @@ def compare(a: str, b: str, run: str | None = None, model: str | None = None,
     from pipelines.config import Config
 
     max_bytes, max_pixels = Config.max_file_bytes, R.DEFAULT_MAX_IMAGE_PIXELS
+    info = None
     if run:
         from tools.query import read_run
         info = read_run(run)
@@ -170,7 +172,7 @@ def compare(a: str, b: str, run: str | None = None, model: str | None = None,
     boxes = regions(full, min_area, region_ssim)
     cosine, used_model, stand_in = (None, None, False)
     if run or model:
-        cosine, used_model, stand_in = _model_cosine(datas, names, run, model, device)
+        cosine, used_model, stand_in = _model_cosine(datas, names, info, model, device)
     if out:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         picture(al, bl, full, boxes).save(out, "PNG")

@@ -93,37 +93,38 @@ def warn_if_stand_in(model: str, is_stand_in: bool) -> None:
                     "clip-ViT-B-32; its scores are not meaningful for real data", model)
 
 
+def decode_query(data: bytes, name: str, image_size: int, max_pixels: int) -> np.ndarray:
+    """uint8 [S, S, 3] pixels of a query image, as the run's decode stage made them.
+
+    Raises:
+        QueryImageError: the image cannot be decoded (one line, with the reason code).
+    """
+    from transforms.decode import DecodeError, decode_image
+
+    try:
+        return decode_image(data, image_size, max_pixels)[0]
+    except DecodeError as exc:
+        raise QueryImageError(f"{name}: cannot be decoded ({exc})") from None
+
+
 class QueryEncoder:
-    """Image bytes -> unit vectors, decoded and embedded as a run's workers do it.
+    """Decoded pixels -> unit vectors, with the handler a run's workers use.
 
     Args:
         model: the run's model (hub name, local folder, gs:// folder).
         image_size: the side of the square pixels the run decoded.
         backend: the run's backend (`torch`, `torch-int8`, `onnx-int8`).
-        max_pixels: the run's pixel cap.
         device: where to run the model here (`cpu` or `cuda`).
     """
 
     def __init__(self, model: str, image_size: int, backend: str = "torch",
-                 max_pixels: int | None = None, device: str = "cpu"):
-        from transforms import records as R
+                 device: str = "cpu"):
         from transforms.embed.images import SentenceTransformerImageHandler
 
-        self.image_size = image_size
-        self._max_pixels = max_pixels or R.DEFAULT_MAX_IMAGE_PIXELS
         self._handler = SentenceTransformerImageHandler(
             model, device, backend=backend, image_size=image_size,
             share_across_processes=False)
         self._model = self._handler.load_model()
-
-    def pixels(self, data: bytes, name: str) -> np.ndarray:
-        """uint8 [S, S, 3] pixels of `data`, as the decode stage makes them."""
-        from transforms.decode import DecodeError, decode_image
-
-        try:
-            return decode_image(data, self.image_size, self._max_pixels)[0]
-        except DecodeError as exc:
-            raise QueryImageError(f"{name}: cannot be decoded ({exc})") from None
 
     def embed(self, pixels: list[np.ndarray]) -> np.ndarray:
         results = self._handler.run_inference(pixels, self._model)
@@ -196,10 +197,11 @@ def query(run: str, images: list[str], k: int = DEFAULT_K, device: str = "cpu"
     if k < 1:
         raise ValueError(f"-k must be at least 1, got {k}")
     info = read_run(run)
-    warn_if_stand_in(info.model, info.is_stand_in)
     datas = [read_file(path, info.max_file_bytes) for path in images]
-    encoder = QueryEncoder(info.model, info.image_size, info.backend, info.max_pixels, device)
-    vectors = encoder.embed([encoder.pixels(d, path) for d, path in zip(datas, images)])
+    pixels = [decode_query(d, path, info.image_size, info.max_pixels)
+              for d, path in zip(datas, images)]
+    warn_if_stand_in(info.model, info.is_stand_in)
+    vectors = QueryEncoder(info.model, info.image_size, info.backend, device).embed(pixels)
     index = RunIndex(info.embeddings)
     scores, rows = index.search(vectors, k)
     rows_by_id = hit_rows(info.embeddings, {index.ids[r] for r in rows.ravel()})
