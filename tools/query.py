@@ -120,7 +120,9 @@ class QueryEncoder:
     def __init__(self, model: str, image_size: int, backend: str = "torch",
                  device: str = "cpu"):
         from transforms.embed.images import SentenceTransformerImageHandler
+        from transforms.embed.model_files import inspect_model
 
+        inspect_model(model)  # a model that cannot be loaded here: one line, before torch
         self._handler = SentenceTransformerImageHandler(
             model, device, backend=backend, image_size=image_size,
             share_across_processes=False)
