@@ -7,11 +7,11 @@ Each query image is read, decoded and embedded exactly as the run embedded its
 records: the run's model, image size, pixel cap and backend come from its
 `summary.json`, decoding is `transforms.decode.decode_image`, and the vector
 comes from the same `SentenceTransformerImageHandler` the workers run. The
-run's embeddings are loaded file by file into one float32 matrix
-(`transforms.mine.load_embeddings`) and searched exactly with a faiss
-`IndexFlatIP` over the unit vectors: the score is the cosine similarity the
-run's pair tables use. What loading and a search cost at 100k and 1M vectors
-is measured in docs/query.md (`bench/query.py`).
+run's embeddings are loaded file by file into one faiss `IndexFlatIP` over
+the unit vectors (one float32 matrix, N x d x 4 bytes) and searched exactly:
+the score is the cosine similarity the run's pair tables use. What loading
+and a search cost at 100k and 1M vectors is measured in docs/query.md
+(`bench/query.py`).
 
 Output: per query a table (rank, score, record_id, key, source_uri), or with
 `--json` one JSON object per hit. `--html` writes a self-contained page with
@@ -136,19 +136,49 @@ class QueryEncoder:
 class RunIndex:
     """A run's embeddings in an exact inner-product faiss index.
 
-    Rows are in record_id order (`load_embeddings`); `ids[i]` is row i's id.
+    Vectors go into the index file by file and batch by batch (normalised on
+    the way, as mining does), so memory peaks at the index itself (N x d x 4
+    bytes) plus one batch, never at a second full matrix. `ids[i]` is the
+    record_id of row i.
     """
 
     def __init__(self, embeddings: str):
         import faiss
 
-        from transforms.mine import load_embeddings
+        from transforms.mine import (
+            EmbeddingsTableError,
+            check_schema,
+            ids_as_strings,
+            match_files,
+        )
+        from transforms.parquet_open import open_parquet
 
         self.embeddings = embeddings
-        self.ids, vectors = load_embeddings(_parquet_pattern(embeddings))
-        self.index = faiss.IndexFlatIP(vectors.shape[1] if len(vectors) else 1)
-        if len(vectors):
-            self.index.add(vectors)
+        self.index = None
+        ids = []
+        for path in match_files(_parquet_pattern(embeddings)):
+            parquet = open_parquet(path)
+            check_schema(path, parquet.schema_arrow)
+            for batch in parquet.iter_batches(batch_size=65536,
+                                              columns=["record_id", "embedding"]):
+                column = batch.column("embedding")
+                if not len(column):
+                    continue
+                if column.null_count:
+                    raise EmbeddingsTableError(f"{path}: {column.null_count} rows have no vector")
+                values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+                if len(values) % len(column) or (
+                        self.index is not None and len(values) != len(column) * self.index.d):
+                    raise EmbeddingsTableError(f"{path}: embeddings are not all of one width")
+                vectors = values.reshape(len(column), -1)
+                norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+                vectors /= np.where(norms > 0, norms, 1.0)
+                if self.index is None:
+                    self.index = faiss.IndexFlatIP(vectors.shape[1])
+                self.index.add(vectors)
+                ids.append(ids_as_strings(batch.column("record_id")))
+        self.ids = np.concatenate([a.to_numpy(zero_copy_only=False) for a in ids]
+                                  if ids else [np.array([], object)])
 
     def __len__(self) -> int:
         return len(self.ids)
