@@ -1,8 +1,9 @@
-"""Benchmark of `clipdedup query`'s search: an exact faiss IndexFlatIP over a run's vectors.
+"""Benchmark of `clipdedup query`: loading a run's vectors, and the exact faiss search.
 
 For each N of --sizes: clustered unit vectors (`transforms/mining/synthetic.py`)
-go into an `IndexFlatIP` as `tools.query.RunIndex` builds it, then a search of
-one query and of a batch of --queries is timed (median of --repeats). With
+are searched as `tools.query.RunIndex.search` does (faiss's exact flat
+inner-product k-NN, `IndexFlatIP`'s kernel): one query and a batch of
+--queries, median of --repeats. With
 --load-n, an embeddings table of that many rows is written as Parquet (the
 run's schema, `schemas.embeddings_schema`) and loading it into a `RunIndex`
 is timed too (twice: from disk, then from the page cache), and reading the
@@ -19,9 +20,11 @@ faiss's thread count are printed beside them. Results: docs/query.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,21 +50,22 @@ def _median_s(fn, repeats: int) -> float:
 
 
 def bench_search(n: int, dim: int, queries: int, k: int, repeats: int) -> dict:
+    """The search `RunIndex.search` runs (faiss's flat inner-product k-NN) on N rows."""
     import faiss
 
     from transforms.mining.synthetic import clustered_embeddings
 
     x = clustered_embeddings(n, dim, seed=0)
-    t = time.perf_counter()
-    index = faiss.IndexFlatIP(dim)
-    index.add(x)
-    add_s = time.perf_counter() - t
-    q = np.ascontiguousarray(x[:queries])  # rows of the index: each must find itself first
-    one = _median_s(lambda: index.search(q[:1], k), repeats)
-    batch = _median_s(lambda: index.search(q, k), repeats)
-    _, rows = index.search(q, k)
+    q = np.ascontiguousarray(x[:queries])  # rows of the matrix: each must find itself first
+
+    def search(rows):
+        return faiss.knn(rows, x, k, metric=faiss.METRIC_INNER_PRODUCT)
+
+    one = _median_s(lambda: search(q[:1]), repeats)
+    batch = _median_s(lambda: search(q), repeats)
+    _, rows = search(q)
     found = float(np.mean(rows[:, 0] == np.arange(queries)))
-    return {"n": n, "dim": dim, "gb": n * dim * 4 / 1e9, "add_s": add_s, "one_query_s": one,
+    return {"n": n, "dim": dim, "gb": n * dim * 4 / 1e9, "one_query_s": one,
             "batch_s": batch, "queries": queries, "first_is_source": found}
 
 
@@ -69,8 +73,6 @@ def bench_load(n: int, dim: int, workdir: str) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import transforms.mine  # noqa: F401 - imported here, so the timing below is reading only
-    from tools.query import RunIndex, hit_rows
     from transforms import schemas
     from transforms.mining.synthetic import clustered_embeddings
 
@@ -92,9 +94,19 @@ def bench_load(n: int, dim: int, workdir: str) -> dict:
             schema=schema)
         pq.write_table(table, os.path.join(folder, f"part-{part:05d}.parquet"))
     del x
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--load-only", folder,
+                          "--load-n", str(n)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _load_only(folder: str, n: int) -> None:
+    """In a process of its own, so its peak RSS is the load's alone (plus Python and Beam)."""
+    import transforms.mine  # noqa: F401 - imported first, so only reading is timed
+    from tools.query import RunIndex, hit_rows
+
     times = []
     for _ in range(2):  # the first read may come from disk, the second from the page cache
-        index = None  # freed before the next is built: one index in memory at a time
+        index = None  # freed before the next is built: one matrix in memory at a time
         t = time.perf_counter()
         index = RunIndex(folder)
         times.append(time.perf_counter() - t)
@@ -104,7 +116,8 @@ def bench_load(n: int, dim: int, workdir: str) -> dict:
     rows = hit_rows(folder, wanted)
     rows_s = time.perf_counter() - t
     assert rows.keys() == wanted
-    return {"n": n, "load_s": times, "hit_rows_s": rows_s, "hits": len(wanted)}
+    print(json.dumps({"n": n, "load_s": times, "hit_rows_s": rows_s, "hits": len(wanted),
+                      "peak_mb": _peak_mb()}))
 
 
 def main(argv=None) -> None:
@@ -119,12 +132,16 @@ def main(argv=None) -> None:
     p.add_argument("--load-n", type=int, default=100_000,
                    help="rows of the Parquet table whose loading is timed (0: skip)")
     p.add_argument("--workdir", help="where the Parquet table goes (default: a temp folder)")
+    p.add_argument("--load-only", help=argparse.SUPPRESS)  # the child process of bench_load
     args = p.parse_args(argv)
+    if args.load_only:
+        _load_only(args.load_only, args.load_n)
+        return
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     for n in (int(s) for s in args.sizes.split(",") if s):
         r = bench_search(n, args.dim, args.queries, args.k, args.repeats)
-        print(f"N={r['n']:>9,} x {r['dim']} ({r['gb']:.2f} GB): add {r['add_s']:.2f} s, "
+        print(f"N={r['n']:>9,} x {r['dim']} ({r['gb']:.2f} GB): "
               f"1 query {r['one_query_s'] * 1e3:.1f} ms, {r['queries']} queries "
               f"{r['batch_s'] * 1e3:.1f} ms ({r['batch_s'] / r['queries'] * 1e3:.1f} ms each), "
               f"source row first {r['first_is_source']:.0%}; load average "
@@ -134,9 +151,10 @@ def main(argv=None) -> None:
             r = bench_load(args.load_n, args.dim, workdir)
         print(f"load N={r['n']:,} x {args.dim} from Parquet into a RunIndex: "
               f"{r['load_s'][0]:.2f} s, again {r['load_s'][1]:.2f} s; metadata of "
-              f"{r['hits']} hits {r['hit_rows_s']:.2f} s; load average "
+              f"{r['hits']} hits {r['hit_rows_s']:.2f} s; peak RSS of that process "
+              f"{r['peak_mb']:.0f} MB; load average "
               f"{os.getloadavg()[0]:.2f}")
-    print(f"peak RSS {_peak_mb():.0f} MB")
+    print(f"peak RSS of this process (the search benchmark) {_peak_mb():.0f} MB")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ Each query image is read, decoded and embedded exactly as the run embedded its
 records: the run's model, image size, pixel cap and backend come from its
 `summary.json`, decoding is `transforms.decode.decode_image`, and the vector
 comes from the same `SentenceTransformerImageHandler` the workers run. The
-run's embeddings are loaded file by file into one faiss `IndexFlatIP` over
-the unit vectors (one float32 matrix, N x d x 4 bytes) and searched exactly:
-the score is the cosine similarity the run's pair tables use. What loading
+run's embeddings are loaded file by file into one float32 matrix of unit
+vectors (N x d x 4 bytes) and searched exactly with faiss's flat
+inner-product search (`IndexFlatIP`'s kernel, `faiss.knn`, without the
+index's second copy of the vectors): the score is the cosine similarity the
+run's pair tables use. What loading
 and a search cost at 100k and 1M vectors is measured in docs/query.md
 (`bench/query.py`).
 
@@ -134,17 +136,18 @@ class QueryEncoder:
 
 
 class RunIndex:
-    """A run's embeddings in an exact inner-product faiss index.
+    """A run's embeddings as one float32 matrix, searched exactly by inner product.
 
-    Vectors go into the index file by file and batch by batch (normalised on
-    the way, as mining does), so memory peaks at the index itself (N x d x 4
-    bytes) plus one batch, never at a second full matrix. `ids[i]` is the
-    record_id of row i.
+    The search is faiss's exact k-NN (`faiss.knn` with METRIC_INNER_PRODUCT:
+    what `IndexFlatIP.search` runs) on the matrix itself, so the vectors are
+    held once: an `IndexFlatIP` would keep its own copy (and grow it by
+    doubling while vectors are added), twice the memory at 1M x 512. Vectors
+    are copied file by file and batch by batch into rows allocated up front
+    from the files' row counts, and normalised in place, as mining does.
+    `ids[i]` is the record_id of row i.
     """
 
     def __init__(self, embeddings: str):
-        import faiss
-
         from transforms.mine import (
             EmbeddingsTableError,
             check_schema,
@@ -154,11 +157,15 @@ class RunIndex:
         from transforms.parquet_open import open_parquet
 
         self.embeddings = embeddings
-        self.index = None
-        ids = []
+        files = []
         for path in match_files(_parquet_pattern(embeddings)):
             parquet = open_parquet(path)
             check_schema(path, parquet.schema_arrow)
+            files.append((path, parquet))
+        n = sum(parquet.metadata.num_rows for _, parquet in files)
+        self.vectors = None
+        ids, row = [], 0
+        for path, parquet in files:
             for batch in parquet.iter_batches(batch_size=65536,
                                               columns=["record_id", "embedding"]):
                 column = batch.column("embedding")
@@ -166,29 +173,35 @@ class RunIndex:
                     continue
                 if column.null_count:
                     raise EmbeddingsTableError(f"{path}: {column.null_count} rows have no vector")
-                values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-                if len(values) % len(column) or (
-                        self.index is not None and len(values) != len(column) * self.index.d):
-                    raise EmbeddingsTableError(f"{path}: embeddings are not all of one width")
-                vectors = values.reshape(len(column), -1)
-                norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-                vectors /= np.where(norms > 0, norms, 1.0)
-                if self.index is None:
-                    self.index = faiss.IndexFlatIP(vectors.shape[1])
-                self.index.add(vectors)
-                ids.append(ids_as_strings(batch.column("record_id")))
-        self.ids = np.concatenate([a.to_numpy(zero_copy_only=False) for a in ids]
-                                  if ids else [np.array([], object)])
+                values = column.flatten().to_numpy(zero_copy_only=False)
+                if self.vectors is None:
+                    self.vectors = np.empty((n, len(values) // len(column)), np.float32)
+                if len(values) != len(column) * self.vectors.shape[1]:
+                    raise EmbeddingsTableError(f"{path}: embeddings are not all of width "
+                                               f"{self.vectors.shape[1]}")
+                block = self.vectors[row:row + len(column)]
+                block[:] = values.reshape(len(column), -1)
+                norms = np.linalg.norm(block, axis=1, keepdims=True)
+                block /= np.where(norms > 0, norms, 1.0)
+                row += len(column)
+                ids.append(ids_as_strings(batch.column("record_id")).to_numpy(
+                    zero_copy_only=False))
+        if row != n:
+            raise EmbeddingsTableError(f"{embeddings}: read {row} rows, the files say {n}")
+        self.ids = np.concatenate(ids) if ids else np.array([], object)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores [q, k'], row numbers [q, k']) best first, k' = min(k, rows)."""
+        import faiss
+
         k = min(k, len(self))
         if k == 0:
             return np.zeros((len(vectors), 0), np.float32), np.zeros((len(vectors), 0), np.int64)
-        return self.index.search(np.ascontiguousarray(vectors, np.float32), k)
+        return faiss.knn(np.ascontiguousarray(vectors, np.float32), self.vectors, k,
+                         metric=faiss.METRIC_INNER_PRODUCT)
 
 
 def _parquet_pattern(embeddings: str) -> str:
