@@ -148,6 +148,8 @@ class RunIndex:
     """
 
     def __init__(self, embeddings: str):
+        import pyarrow as pa
+
         from transforms.mine import (
             EmbeddingsTableError,
             check_schema,
@@ -157,15 +159,16 @@ class RunIndex:
         from transforms.parquet_open import open_parquet
 
         self.embeddings = embeddings
-        files = []
-        for path in match_files(_parquet_pattern(embeddings)):
+        files = match_files(_parquet_pattern(embeddings))
+        n = 0
+        for path in files:
             parquet = open_parquet(path)
             check_schema(path, parquet.schema_arrow)
-            files.append((path, parquet))
-        n = sum(parquet.metadata.num_rows for _, parquet in files)
+            n += parquet.metadata.num_rows
         self.vectors = None
         ids, row = [], 0
-        for path, parquet in files:
+        for path in files:
+            parquet = open_parquet(path)
             for batch in parquet.iter_batches(batch_size=65536,
                                               columns=["record_id", "embedding"]):
                 column = batch.column("embedding")
@@ -186,6 +189,8 @@ class RunIndex:
                 row += len(column)
                 ids.append(ids_as_strings(batch.column("record_id")).to_numpy(
                     zero_copy_only=False))
+            del parquet, batch, column, values
+            pa.default_memory_pool().release_unused()  # a file's buffers, before the next
         if row != n:
             raise EmbeddingsTableError(f"{embeddings}: read {row} rows, the files say {n}")
         self.ids = np.concatenate(ids) if ids else np.array([], object)
