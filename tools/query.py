@@ -73,6 +73,9 @@ def read_run(folder: str) -> RunInfo:
     """
     from apache_beam.io.filesystems import FileSystems
 
+    from pipelines.config import Config
+    from transforms.embed.model_files import DEFAULT_IMAGE_SIZE
+
     folder = folder.rstrip("/")
     if not FileSystems.exists(FileSystems.join(folder, "_SUCCESS")):
         raise FileNotFoundError(f"{folder}: not a published run folder (no _SUCCESS)")
@@ -82,10 +85,15 @@ def read_run(folder: str) -> RunInfo:
     if "embed" not in summary.get("stages", []) or "model" not in summary:
         raise ValueError(f"{folder}: this run did not embed images (stages "
                          f"{summary.get('stages')}); query the run that embedded them")
-    return RunInfo(folder, summary["model"], int(summary["image_size"]),
-                   config.get("backend", "torch"), int(config["max_image_pixels"]),
-                   int(config["max_file_bytes"]), config.get("image_column", "image"),
-                   config.get("key_column"), bool(summary.get("model_is_stand_in")))
+    defaults = Config()  # for keys a run of an older version did not write
+    return RunInfo(folder, summary["model"],
+                   int(summary.get("image_size", DEFAULT_IMAGE_SIZE)),
+                   config.get("backend", defaults.backend),
+                   int(config.get("max_image_pixels", defaults.max_image_pixels)),
+                   int(config.get("max_file_bytes", defaults.max_file_bytes)),
+                   config.get("image_column", defaults.image_column),
+                   config.get("key_column", defaults.key_column),
+                   bool(summary.get("model_is_stand_in")))
 
 
 def warn_if_stand_in(model: str, is_stand_in: bool) -> None:

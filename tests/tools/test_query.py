@@ -106,3 +106,5 @@ def test_missing_run_and_bad_image_are_one_line_errors(published, dataset, tmp_p
                       str(tmp_path / "absent.jpg")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "absent.jpg: no such file" in err[0]
+    assert exit_code(["-q", "query", "--run", str(published), "--image", image, "-k", "0"]) == 2
+    assert "-k must be at least 1" in capsys.readouterr().err
