@@ -108,3 +108,16 @@ def test_missing_run_and_bad_image_are_one_line_errors(published, dataset, tmp_p
     assert len(err) == 1 and "absent.jpg: no such file" in err[0]
     assert exit_code(["-q", "query", "--run", str(published), "--image", image, "-k", "0"]) == 2
     assert "-k must be at least 1" in capsys.readouterr().err
+
+
+def test_compare_with_the_runs_model(published, dataset, tiny_model, capsys):
+    q = dataset / "queries"
+    assert exit_code(["-q", "compare", str(q / "query.jpg"), str(q / "query.jpg"), "--run",
+                      str(published), "--json"]) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert same["cosine"] == pytest.approx(1.0, abs=1e-5) and same["model"] == tiny_model
+    assert same["model_is_stand_in"] is True
+    assert exit_code(["-q", "compare", str(q / "query.jpg"), str(q / "original.png"), "--run",
+                      str(published), "--json"]) == 0
+    other = json.loads(capsys.readouterr().out)
+    assert other["cosine"] < same["cosine"] and other["ssim"] < 0.9
