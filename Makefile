@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test test-all bench bench-embed bench-int8 bench-mine lint clean run-dataflow
+.PHONY: install demo test test-all bench bench-embed bench-int8 bench-mine bench-query lint clean run-dataflow
 
 install: $(STAMP)
 
@@ -28,7 +28,7 @@ test: install
 test-all: install
 	$(PY) -m pytest -q tests
 
-bench: bench-mine bench-embed bench-int8
+bench: bench-mine bench-embed bench-int8 bench-query
 
 bench-mine: install
 	$(PY) bench/mine.py
@@ -38,6 +38,9 @@ bench-embed: install
 
 bench-int8: install
 	$(PY) bench/int8_gemm.py
+
+bench-query: install
+	$(PY) bench/query.py
 
 # The whole job on Google Cloud Dataflow: inputs and outputs on gs://.
 # Optional: INPUT, OUTPUT, MODEL (hub name or gs:// folder), IMAGE (a worker

@@ -5,6 +5,8 @@
     clipdedup mine  --embeddings out/<run>/embeddings --output out/   # stage 2 alone
     clipdedup make-stand-in --size tiny --output models/clip-tiny
     clipdedup check-backend --model clip-ViT-B-32 --images data/ --backend onnx-int8
+    clipdedup query --run out/<run> --image photo.jpg -k 10   # most similar images of a run
+    clipdedup compare a.jpg b.jpg --run out/<run> --out diff.png   # a pair, pixel by pixel
     clipdedup clean --output out/                          # staging folders of failed runs
     clipdedup demo                                         # sample data, end to end
 
@@ -23,7 +25,7 @@ import sys
 import traceback
 
 from pipelines.config import MODES, Config, load_config
-from tools import check_backend
+from tools import check_backend, compare, query
 
 log = logging.getLogger("clipdedup")
 
@@ -88,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     stand_in.add_argument("--size", choices=("tiny", "base"), default="tiny")
     stand_in.add_argument("--output", required=True)
     check_backend.add_parser(sub)
+    query.add_parser(sub)
+    compare.add_parser(sub)
     clean = sub.add_parser("clean", help="remove staging folders of failed or killed runs")
     clean.add_argument("--output", required=True, help="the folder (or gs:// prefix) of the runs")
     clean.add_argument("--run-id", help="only this run id (default: every run id)")
@@ -161,6 +165,10 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "check-backend":
         return check_backend.run(args)
+    if args.command == "query":
+        return query.run(args)
+    if args.command == "compare":
+        return compare.run(args)
     if args.command == "clean":
         return _clean(args)
     if args.command == "demo":
