@@ -9,7 +9,7 @@ Measures, on this machine's CPU, in one run:
   batch of 32 decoded images (preprocessing, ViT-B/32 forward,
   normalisation), with torch limited to 1 and to 2 threads;
 - exact mining: one 4096 x 4096 tile of scores over 512-d vectors with numpy's
-  BLAS limited to 1 thread (the inner step of `transforms/mining/exact.py`),
+  BLAS limited to 1 thread (the inner step of `transforms/mine/exact.py`),
   as GFLOP/s per core and seconds per 10^12 scored pairs.
 
 The model is the `base` stand-in (ViT-B/32 architecture, random weights):

@@ -20,7 +20,7 @@ Wall time depends on what else runs on the machine; the load average before
 and after each contender and its CPU seconds are printed beside it.
 
 Data: clustered unit vectors with planted near-duplicates and duplicates
-(`transforms/mining/synthetic.py`), same seed for every contender.
+(`tools/synthetic.py`), same seed for every contender.
 
     python bench/mine.py                       # full run (~10 min on 2 cores)
     python bench/mine.py --n-exact 5000 --n-approx 20000 --dim 64   # smoke
@@ -79,7 +79,7 @@ def _worker(args: argparse.Namespace) -> None:
         lo, hi = np.minimum(i, j)[keep], np.maximum(i, j)[keep]
         keys = np.unique(lo * n + hi)
     else:
-        from transforms.mining import mine_pairs
+        from transforms.mine import mine_pairs
 
         pairs, stats = mine_pairs(x, args.threshold, mode=args.worker, block_size=args.block_size,
                                   nprobe=args.nprobe, recall_sample_size=args.recall_sample)
@@ -106,7 +106,7 @@ def _run(kind: str, data: str, out: str, args: argparse.Namespace) -> dict:
 
 
 def _make(n: int, args: argparse.Namespace) -> str:
-    from transforms.mining.synthetic import clustered_embeddings
+    from tools.synthetic import clustered_embeddings
 
     path = os.path.join(args.workdir, f"emb_{n}x{args.dim}_s{args.seed}.npy")
     if not os.path.exists(path):

@@ -36,7 +36,7 @@ def dense_embeddings(n: int, dim: int, dense: int, seed: int = 0):
     """Clustered unit vectors whose first `dense` rows are all within cosine ~0.9999."""
     import numpy as np
 
-    from transforms.mining.synthetic import clustered_embeddings
+    from tools.synthetic import clustered_embeddings
 
     x = clustered_embeddings(n, dim, seed=seed)
     if dense:

@@ -1,6 +1,6 @@
 """Benchmark of `clipdedup query`: loading a run's vectors, and the exact faiss search.
 
-For each N of --sizes: clustered unit vectors (`transforms/mining/synthetic.py`)
+For each N of --sizes: clustered unit vectors (`tools/synthetic.py`)
 are searched as `tools.query.RunIndex.search` does (faiss's exact flat
 inner-product k-NN, `IndexFlatIP`'s kernel): one query and a batch of
 --queries, median of --repeats. With
@@ -53,7 +53,7 @@ def bench_search(n: int, dim: int, queries: int, k: int, repeats: int) -> dict:
     """The search `RunIndex.search` runs (faiss's flat inner-product k-NN) on N rows."""
     import faiss
 
-    from transforms.mining.synthetic import clustered_embeddings
+    from tools.synthetic import clustered_embeddings
 
     x = clustered_embeddings(n, dim, seed=0)
     q = np.ascontiguousarray(x[:queries])  # rows of the matrix: each must find itself first
@@ -73,8 +73,8 @@ def bench_load(n: int, dim: int, workdir: str) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from tools.synthetic import clustered_embeddings
     from transforms import schemas
-    from transforms.mining.synthetic import clustered_embeddings
 
     folder = os.path.join(workdir, "embeddings")
     os.makedirs(folder, exist_ok=True)
@@ -101,7 +101,7 @@ def bench_load(n: int, dim: int, workdir: str) -> dict:
 
 def _load_only(folder: str, n: int) -> None:
     """In a process of its own, so its peak RSS is the load's alone (plus Python and Beam)."""
-    import transforms.mine  # noqa: F401 - imported first, so only reading is timed
+    import transforms.mine.transform  # noqa: F401 - imported first, so only reading is timed
     from tools.query import RunIndex, hit_rows
 
     times = []

@@ -57,7 +57,7 @@ class Config:
     # Connected components on one worker (a union-find, ~100 B per record)
     # up to this many records; above, in rounds spread over the workers.
     components_one_worker_max_records: int = 2_000_000
-    # Mining, per mode (transforms/mining/). auto: exact below approximate_min_n rows.
+    # Mining, per mode (transforms/mine/). auto: exact below approximate_min_n rows.
     approximate_min_n: int = 200_000
     nlist: int = 0  # approximate/distributed partitions; 0 = auto (sqrt(nprobe*N) / N/partition_size)
     nprobe: int = 8  # approximate: partitions each vector is compared against
@@ -98,7 +98,7 @@ class Config:
         from transforms.embed.backends import validate as validate_backend
 
         validate_backend(self.backend, self.device)  # e.g. int8 on cuda is an error
-        from transforms.mining.groups import parse_keeper_rule
+        from transforms.manifest.keeper_rule import parse_keeper_rule
 
         parse_keeper_rule(self.keeper_rule)  # raises on unknown fields
         if self.run_id is not None:

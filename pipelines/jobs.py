@@ -193,9 +193,9 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
 def _keeper_rule(config: Config, patterns: list[str]) -> tuple[str, list[str]]:
     """The keeper rule resolved against the metadata columns any embeddings file has
     (schemas only; each file is checked for an id and a vector column)."""
-    from transforms.mine import check_schema, match_files
-    from transforms.mining.groups import resolve_keeper_rule
-    from transforms.mining.stage import METADATA_TYPES
+    from transforms.manifest.keeper_rule import resolve_keeper_rule
+    from transforms.manifest.records import METADATA_TYPES
+    from transforms.mine.transform import check_schema, match_files
     from transforms.parquet_open import open_parquet
 
     columns = {"record_id"}

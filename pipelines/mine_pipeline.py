@@ -25,8 +25,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.config import Config
 from transforms import schemas
-from transforms.mine import DUPLICATES, NEAR_DUPLICATES, STATS, MinePairs
-from transforms.mining.distributed import MeasureRecall, MineDistributed
+from transforms.mine.distributed import MeasureRecall, MineDistributed
+from transforms.mine.transform import DUPLICATES, NEAR_DUPLICATES, STATS, MinePairs
 from transforms.write import PART_PREFIX, SUFFIX, table_dir
 
 MINE_STATS = "_mine_stats"
@@ -48,7 +48,7 @@ def mining_options(config: Config) -> dict:
 def _id_vectors(table: pa.Table, id_column: str, embedding_column: str):
     """(id as a string, unit float32 vector) per row: MineDistributed wants unit vectors,
     and a table made elsewhere need not hold them."""
-    from transforms.mine import ids_as_strings
+    from transforms.mine.transform import ids_as_strings
 
     ids = ids_as_strings(table.column(id_column)).to_pylist()
     for rid, vector in zip(ids, table.column(embedding_column).to_pylist()):
@@ -123,7 +123,7 @@ def _exact_rows(path: str):
 
 def _row_count(patterns: list[str]) -> int:
     """Rows of the embeddings files, from their footers (no data read)."""
-    from transforms.mine import match_files
+    from transforms.mine.transform import match_files
     from transforms.parquet_open import open_parquet
 
     return sum(open_parquet(f).metadata.num_rows for f in match_files(patterns))

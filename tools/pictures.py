@@ -14,13 +14,12 @@ from __future__ import annotations
 import base64
 import io
 import os
-import warnings
 
 from apache_beam.io.filesystems import FileSystems
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from transforms import records as R
-from transforms.decode import ALLOWED_FORMATS, DecodeError, _to_rgb
+from transforms.decode import decode_errors, open_image, to_rgb
 
 THUMBNAIL_SIDE = 256
 
@@ -56,31 +55,10 @@ def open_rgb(data: bytes, max_pixels: int = R.DEFAULT_MAX_IMAGE_PIXELS) -> Image
         DecodeError: with the decoder's reason codes (empty_file, unidentified,
             too_large, truncated, corrupt).
     """
-    if not data:
-        raise DecodeError(R.EMPTY_FILE, "zero bytes")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            try:
-                img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            except UnidentifiedImageError:
-                raise DecodeError(R.UNIDENTIFIED, "not an image in an allowed format "
-                                  f"({', '.join(ALLOWED_FORMATS)})") from None
-        w, h = img.size
-        if w <= 0 or h <= 0 or w * h > max_pixels:
-            raise DecodeError(R.TOO_LARGE, f"{w}x{h} exceeds the cap of {max_pixels} pixels")
+    with decode_errors():
+        img = open_image(data, max_pixels)
         img.load()
-        img = ImageOps.exif_transpose(img)
-        return _to_rgb(img)
-    except DecodeError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DecodeError(R.TOO_LARGE, str(exc)) from None
-    except OSError as exc:
-        reason = R.TRUNCATED if "truncated" in str(exc).lower() else R.CORRUPT
-        raise DecodeError(reason, f"{type(exc).__name__}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many classes on fuzzed bytes
-        raise DecodeError(R.CORRUPT, f"{type(exc).__name__}: {exc}") from None
+        return to_rgb(ImageOps.exif_transpose(img))
 
 
 def thumbnail(img: Image.Image, side: int = THUMBNAIL_SIDE) -> Image.Image:

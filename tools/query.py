@@ -158,7 +158,7 @@ class RunIndex:
     def __init__(self, embeddings: str):
         import pyarrow as pa
 
-        from transforms.mine import (
+        from transforms.mine.transform import (
             EmbeddingsTableError,
             check_schema,
             ids_as_strings,
@@ -228,7 +228,7 @@ def hit_rows(embeddings: str, record_ids: set[str]) -> dict[str, dict]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from transforms.mine import match_files
+    from transforms.mine.transform import match_files
     from transforms.parquet_open import open_parquet
 
     wanted = pa.array(sorted(record_ids), pa.string())

@@ -22,6 +22,7 @@ so any exception is about the data, never about storage.
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import os
 import threading
@@ -74,7 +75,7 @@ def _unsupported_format(data: bytes) -> str | None:
     return None
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     """RGB without clipping 16-bit data or exposing colour under transparency."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img, dtype=np.float64)
@@ -125,6 +126,51 @@ def _resize_and_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
+@contextlib.contextmanager
+def decode_errors():
+    """Pillow's exceptions inside the block, as `DecodeError` reason codes."""
+    try:
+        yield
+    except DecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError(R.TOO_LARGE, str(exc)) from None
+    except OSError as exc:
+        reason = R.TRUNCATED if "truncated" in str(exc).lower() else R.CORRUPT
+        raise DecodeError(reason, f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many classes on fuzzed bytes
+        raise DecodeError(R.CORRUPT, f"{type(exc).__name__}: {exc}") from None
+
+
+def open_image(data: bytes, max_pixels: int = R.DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """`data` opened by the decoder's rules, its pixels not yet loaded.
+
+    The format allow-list, formats known not to decode named as such, and the
+    pixel cap checked from the header before any pixel is allocated. Call it
+    inside `decode_errors()`.
+    """
+    if not data:
+        raise DecodeError(R.EMPTY_FILE, "zero bytes")
+    unsupported = _unsupported_format(data)
+    if unsupported:
+        raise DecodeError(R.UNSUPPORTED_FORMAT, f"{unsupported} images are not decoded")
+    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own check at open() then uses our cap
+    # Pillow checks the pixel count in open(). The warning filter is
+    # process-wide state and several threads decode at once: only one of
+    # them may swap it at a time, and only around open().
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        except UnidentifiedImageError:
+            raise DecodeError(R.UNIDENTIFIED, "not an image in an allowed format "
+                              f"({', '.join(ALLOWED_FORMATS)})") from None
+    w, h = img.size
+    if w <= 0 or h <= 0 or w * h > max_pixels:
+        raise DecodeError(R.TOO_LARGE, f"{w}x{h} exceeds the cap of {max_pixels} pixels")
+    return img
+
+
 def decode_image(data: bytes, size: int = 224, max_pixels: int = R.DEFAULT_MAX_IMAGE_PIXELS
                  ) -> tuple[np.ndarray, int, int]:
     """Decodes `data` into (pixels uint8 [size, size, 3], width, height).
@@ -135,26 +181,9 @@ def decode_image(data: bytes, size: int = 224, max_pixels: int = R.DEFAULT_MAX_I
         DecodeError: with reason empty_file, unsupported_format, unidentified,
             too_large, truncated or corrupt.
     """
-    if not data:
-        raise DecodeError(R.EMPTY_FILE, "zero bytes")
-    unsupported = _unsupported_format(data)
-    if unsupported:
-        raise DecodeError(R.UNSUPPORTED_FORMAT, f"{unsupported} images are not decoded")
-    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own check at open() then uses our cap
-    try:
-        # Pillow checks the pixel count in open(). The warning filter is
-        # process-wide state and several threads decode at once: only one of
-        # them may swap it at a time, and only around open().
-        with _OPEN_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            try:
-                img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            except UnidentifiedImageError:
-                raise DecodeError(R.UNIDENTIFIED, "not an image in an allowed format "
-                                  f"({', '.join(ALLOWED_FORMATS)})") from None
+    with decode_errors():
+        img = open_image(data, max_pixels)
         w, h = img.size
-        if w <= 0 or h <= 0 or w * h > max_pixels:
-            raise DecodeError(R.TOO_LARGE, f"{w}x{h} exceeds the cap of {max_pixels} pixels")
         if img.format == "JPEG":
             img.draft("RGB" if img.mode == "RGB" else None, (size, size))
         img.load()
@@ -165,16 +194,7 @@ def decode_image(data: bytes, size: int = 224, max_pixels: int = R.DEFAULT_MAX_I
                 w, h = h, w
         except Exception:  # noqa: BLE001 - malformed EXIF: keep pixels as stored
             counter("exif_unreadable").inc()
-        pixels = np.asarray(_resize_and_crop(_to_rgb(img), size), dtype=np.uint8)
-    except DecodeError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DecodeError(R.TOO_LARGE, str(exc)) from None
-    except OSError as exc:
-        reason = R.TRUNCATED if "truncated" in str(exc).lower() else R.CORRUPT
-        raise DecodeError(reason, f"{type(exc).__name__}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many classes on fuzzed bytes
-        raise DecodeError(R.CORRUPT, f"{type(exc).__name__}: {exc}") from None
+        pixels = np.asarray(_resize_and_crop(to_rgb(img), size), dtype=np.uint8)
     if pixels.shape != (size, size, 3):
         raise DecodeError(R.CORRUPT, f"decoded to unexpected shape {pixels.shape}")
     return pixels, w, h

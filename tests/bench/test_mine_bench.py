@@ -24,8 +24,9 @@ def test_bench_dense_cluster_reports_job_and_launcher_memory(tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     line = next(ln for ln in out.stdout.splitlines() if "clipdedup mine exact" in ln)
-    job, mining, peak = (float(m) for m in re.search(
-        r"job +(\d+) MB peak, launcher +(\d+) MB while mining, +(\d+) MB peak", line).groups())
-    assert job > 0 and 0 < mining <= peak
+    launcher, engine, idle = (float(m) for m in re.search(
+        r"launcher +(\d+) MB peak, engine +(\d+) MB peak \((\d+) MB idle\)", line).groups())
+    assert launcher > 0 and 0 < idle <= engine
     pairs = int(re.search(r"; ([\d,]+) pairs", line).group(1).replace(",", ""))
     assert pairs >= 60 * 59 // 2  # every pair of the dense cluster, at least
+    assert int(re.search(r"largest component (\d+)", line).group(1)) >= 60

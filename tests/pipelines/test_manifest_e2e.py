@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.cli import run
 from tests.conftest import encode, random_image, write_tar
-from transforms.mining.manifest_text import split_line
+from transforms.manifest.manifest_text import split_line
 
 
 @pytest.fixture(scope="module")

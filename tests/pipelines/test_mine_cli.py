@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import cli
-from transforms.mining.exact import mine_exact
-from transforms.mining.synthetic import clustered_embeddings
+from tools.synthetic import clustered_embeddings
+from transforms.mine.exact import mine_exact
 from transforms.schemas import EXACT_DUPLICATES_SCHEMA, embeddings_schema
 
 

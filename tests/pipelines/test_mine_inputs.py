@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import cli
-from transforms.mining.synthetic import clustered_embeddings
+from tools.synthetic import clustered_embeddings
 from transforms.schemas import EXACT_DUPLICATES_SCHEMA, embeddings_schema
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -6,7 +6,7 @@
         -> GroupByKeeper -> DenseRank (group_id, component_id) -> ManifestLines
         -> groups / keep / drop rows, one stats dict
 
-The same result as `transforms.mining.groups.build_groups` (the reference,
+The same result as `transforms.manifest.reference.build_groups` (the reference,
 which holds everything in one process), with every step on the engine: no
 worker holds more than one component's edges (spilled to disk above
 `max_pairs_in_memory`), one group's members, or one rank bucket.

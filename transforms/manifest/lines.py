@@ -1,7 +1,7 @@
 """keep.txt / drop.txt lines on the engine, unique over keep and drop together.
 
 `ManifestLines`: `(table, row)` for keep and drop rows -> the same with
-`row["line"]` set, per `transforms.mining.manifest_text`: rows are grouped by
+`row["line"]` set, per `transforms.manifest.manifest_text`: rows are grouped by
 their base line (`uri`, `uri#key` or `record_id`), and a base line shared by
 two or more rows becomes `uri#key#record_id` for each of them, as
 `manifest_lines` does over the whole manifest at once.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from transforms.mining.manifest_text import encode_part
+from transforms.manifest.manifest_text import encode_part
 
 
 def base_line(row: dict) -> str:

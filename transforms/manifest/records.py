@@ -20,10 +20,14 @@ from typing import NamedTuple
 import apache_beam as beam
 import pyarrow as pa
 
-from transforms.mine import EmbeddingsTableError, ids_as_strings, match_files
-from transforms.mining.groups import parse_keeper_rule
-from transforms.mining.stage import METADATA_TYPES
+from transforms.manifest.keeper_rule import parse_keeper_rule
+from transforms.mine.transform import EmbeddingsTableError, ids_as_strings, match_files
 from transforms.parquet_open import open_parquet
+
+# Used for keepers and manifests where a table has them; only the id and the
+# vector column are required (tables made elsewhere may have nothing else).
+METADATA_TYPES = {"source_uri": pa.string(), "key": pa.string(), "width": pa.int64(),
+                  "height": pa.int64(), "file_size": pa.int64()}
 
 
 class Record(NamedTuple):

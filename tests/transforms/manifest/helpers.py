@@ -8,8 +8,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.manifest.build import BuildGroups
+from transforms.manifest.keeper_rule import parse_keeper_rule
 from transforms.manifest.records import Record, keeper_sort_key
-from transforms.mining.groups import build_groups, parse_keeper_rule
+from transforms.manifest.reference import build_groups
 
 
 def records_of(table: pa.Table, rule: str) -> list[tuple[str, Record]]:

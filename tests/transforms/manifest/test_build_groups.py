@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from tests.transforms.manifest.helpers import expected_and_actual
-from transforms.mining.pairs import canonical_pairs
+from transforms.mine.pairs import canonical_pairs
 
 
 def _instance(seed: int, n: int = 40, with_uri: bool = True):

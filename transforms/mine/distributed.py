@@ -30,7 +30,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
-from transforms.mining.exact import iter_exact_pairs, mine_exact_cross
+from transforms.mine.exact import iter_exact_pairs, mine_exact_cross
 
 METRICS_NAMESPACE = "clipdedup"
 
@@ -53,7 +53,7 @@ def _ordered(a: str, b: str) -> tuple[str, str]:
 
 def _train_centroids(sample: list[tuple[str, Any]], count: int, nlist: int, partition_size: int,
                      seed: int, kmeans_iterations: int) -> np.ndarray:
-    from transforms.mining.approximate import train_centroids
+    from transforms.mine.approximate import train_centroids
 
     if not sample:
         return np.zeros((0, 0), dtype=np.float32)

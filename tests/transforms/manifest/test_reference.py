@@ -2,15 +2,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from transforms.mining.groups import (
+from transforms.manifest.keeper_rule import (
     DEFAULT_KEEPER_RULE,
-    build_groups,
     keeper_rank,
-    pair_tables,
     parse_keeper_rule,
     resolve_keeper_rule,
 )
-from transforms.mining.pairs import Pairs, canonical_pairs
+from transforms.manifest.reference import build_groups
+from transforms.mine.pairs import Pairs, canonical_pairs
 
 
 def _records(ids, width=None, height=None, file_size=None):
@@ -120,13 +119,6 @@ def test_copy_of_failed_record_is_counted_not_kept_or_dropped():
                                               np.empty(0, np.float32)), copies)
     assert res.keep.column("record_id").to_pylist() == ["a"] and res.drop.num_rows == 0
     assert res.stats["copies_of_unembedded_records"] == 1
-
-
-def test_pair_tables_order_by_string():
-    ids = np.array(["b", "a", "c"])
-    dup, near = pair_tables(_pairs([(0, 1, 0.9995), (0, 2, 0.93)], 3), ids, 0.999, 0.9)
-    assert dup.to_pylist() == [{"record_id_a": "a", "record_id_b": "b", "score": pytest.approx(0.9995)}]
-    assert near.to_pylist()[0]["record_id_a"] == "b" and near.to_pylist()[0]["record_id_b"] == "c"
 
 
 def test_every_manifest_row_is_located_byte_copies_included():

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from transforms.mining.exact import mine_exact_cross
-from transforms.mining.pairs import Pairs, canonical_pairs, index_dtype, unique_keys
+from transforms.mine.exact import mine_exact_cross
+from transforms.mine.pairs import Pairs, canonical_pairs, index_dtype, unique_keys
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """keep.txt / drop.txt lines: unique, one line per record, decodable."""
 
-from transforms.mining.manifest_text import encode_part, manifest_lines, split_line, text
+from transforms.manifest.manifest_text import encode_part, manifest_lines, split_line, text
 
 
 def test_image_files_are_their_uri_tar_members_and_rows_uri_hash_key():

@@ -1,29 +1,23 @@
-"""Groups, keepers and the training manifest, from mined pairs.
+"""Groups, keepers and the training manifest in one process: the reference.
 
-Pure functions over arrays and Arrow tables, called by the mine stage:
+`build_groups` computes in memory what `BuildGroups` (`build.py`) computes on
+the engine; tests hold the engine path to it, row for row. It is the
+specification of the manifest's meaning:
 
-1. `pair_tables`: index pairs -> `duplicates` / `near_duplicates` tables
-   (`record_id_a < record_id_b`, sorted), per `PAIRS_SCHEMA`.
-2. `build_groups`: the duplicate graph (exact copies, duplicates and, by
+1. `build_groups`: the duplicate graph (exact copies, duplicates and, by
    default, near-duplicates), its connected components (scipy), and groups
    that cannot chain: records are visited best keeper first; an unassigned
    record becomes a keeper and takes its unassigned neighbours, so every member
    is joined to its keeper by an edge at or above the threshold. A component
    A~B~C where A and C are dissimilar splits into groups instead of dropping C
    for A.
-3. The manifest: `keep` (unique records and keepers), `drop` (everything else,
+2. The manifest: `keep` (unique records and keepers), `drop` (everything else,
    with reason `exact_copy` / `duplicate` / `near_duplicate` and the keeper
    kept instead), each row with its `source_uri` and `key`, and the lines of
    `keep.txt` / `drop.txt` (`manifest_text`). Every embedded record and every
    byte copy lands in exactly one of keep/drop; this is checked.
 
-The keeper rule is a comma-separated list of fields, `-` for descending:
-default `-area,-file_size,record_id` (larger pixel area, then larger file,
-then smaller record_id). `record_id` is always the last tie-break, so the same
-input gives the same keeper every night, whatever order rows arrive in. A
-table made elsewhere may lack the size columns: `resolve_keeper_rule` leaves
-them out of the default rule, and a rule that was asked for is an error
-naming the missing column.
+The keeper rule is in `keeper_rule.py`.
 """
 
 from __future__ import annotations
@@ -34,15 +28,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from transforms.mining.manifest_text import manifest_lines
-from transforms.mining.pairs import Pairs
-from transforms.schemas import DROP_SCHEMA, GROUPS_SCHEMA, KEEP_SCHEMA, PAIRS_SCHEMA
-
-DEFAULT_KEEPER_RULE = "-area,-file_size,record_id"
-KEEPER_FIELDS = ("area", "width", "height", "file_size", "record_id")
-# The table columns each keeper field is computed from.
-_FIELD_COLUMNS = {"area": ("width", "height"), "width": ("width",), "height": ("height",),
-                  "file_size": ("file_size",), "record_id": ()}
+from transforms.manifest.keeper_rule import DEFAULT_KEEPER_RULE, keeper_rank
+from transforms.manifest.manifest_text import manifest_lines
+from transforms.mine.pairs import Pairs, canonical_pairs
+from transforms.schemas import DROP_SCHEMA, GROUPS_SCHEMA, KEEP_SCHEMA
 
 
 @dataclass
@@ -55,100 +44,6 @@ class GroupResult:
     keep_lines: list[str]
     drop_lines: list[str]
     stats: dict[str, Any] = field(default_factory=dict)
-
-
-def parse_keeper_rule(rule: str) -> list[tuple[str, bool]]:
-    """`"-area,file_size"` -> `[("area", True), ("file_size", False)]` (name, descending)."""
-    terms = []
-    for raw in (rule or "").split(","):
-        raw = raw.strip()
-        if not raw:
-            continue
-        desc = raw.startswith("-")
-        name = raw.lstrip("+-")
-        if name not in KEEPER_FIELDS:
-            raise ValueError(f"keeper_rule: unknown field {name!r}; use {KEEPER_FIELDS}")
-        terms.append((name, desc))
-    if not any(name == "record_id" for name, _ in terms):
-        terms.append(("record_id", False))
-    return terms
-
-
-def resolve_keeper_rule(rule: str, columns: set[str] | list[str],
-                        table: str = "the embeddings table") -> tuple[str, list[str]]:
-    """The keeper rule to apply to a table with `columns`, and the fields left out.
-
-    The default rule leaves out the fields whose columns the table lacks (an
-    embeddings table made by another tool may have only ids and vectors); any
-    other rule needing a missing column raises ValueError naming it.
-    """
-    terms = parse_keeper_rule(rule)
-    missing = {name: [c for c in _FIELD_COLUMNS[name] if c not in set(columns)]
-               for name, _ in terms}
-    missing = {name: cols for name, cols in missing.items() if cols}
-    if not missing:
-        return rule, []
-    if rule != DEFAULT_KEEPER_RULE:
-        name, cols = next(iter(missing.items()))
-        raise ValueError(f"keeper_rule {rule!r} needs column {cols[0]} ({name}), which "
-                         f"{table} does not have; use fields of columns it has "
-                         f"(e.g. keeper_rule: record_id)")
-    kept = [("-" if desc else "") + name for name, desc in terms if name not in missing]
-    return ",".join(kept), sorted(missing)
-
-
-def keeper_rank(
-    record_ids: np.ndarray, width: np.ndarray | None = None, height: np.ndarray | None = None,
-    file_size: np.ndarray | None = None, rule: str = DEFAULT_KEEPER_RULE,
-) -> np.ndarray:
-    """Rank of each record under the rule (0 = best keeper); a permutation of 0..N-1.
-
-    Columns the rule does not use may be None; one it uses must not be.
-    """
-    n = len(record_ids)
-    _, id_rank = np.unique(np.asarray(record_ids, dtype=object).astype(str), return_inverse=True)
-    given = {"width": width, "height": height, "file_size": file_size}
-    terms = parse_keeper_rule(rule)
-    for name, _ in terms:
-        for col in _FIELD_COLUMNS[name]:
-            if given[col] is None:
-                raise ValueError(f"keeper_rule {rule!r} needs column {col}, which the "
-                                 "records do not have")
-    col = {k: np.asarray(v, np.int64) for k, v in given.items() if v is not None}
-    values = {"record_id": id_rank.astype(np.int64)}
-    for name, _ in terms:
-        if name == "area":
-            values[name] = col["width"] * col["height"]
-        elif name != "record_id":
-            values[name] = col[name]
-    keys = [(-values[name] if desc else values[name]) for name, desc in terms]
-    order = np.lexsort(keys[::-1])  # lexsort: last key is the primary one
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    return rank
-
-
-def pair_tables(
-    pairs: Pairs, record_ids: np.ndarray, duplicate_threshold: float,
-    near_duplicate_threshold: float,
-) -> tuple[pa.Table, pa.Table]:
-    """`(duplicates, near_duplicates)` tables with `record_id_a < record_id_b`, sorted."""
-    ids = np.asarray(record_ids, dtype=object).astype(str)
-    a, b = ids[pairs.i], ids[pairs.j]
-    swap = a > b
-    a, b = np.where(swap, b, a), np.where(swap, a, b)
-    score = pairs.score.astype(np.float32)
-    order = np.lexsort((b, a))
-    a, b, score = a[order], b[order], score[order]
-    dup = score >= duplicate_threshold
-    near = (score >= near_duplicate_threshold) & ~dup
-
-    def table(mask: np.ndarray) -> pa.Table:
-        return pa.table({"record_id_a": pa.array(a[mask].tolist(), pa.string()),
-                         "record_id_b": pa.array(b[mask].tolist(), pa.string()),
-                         "score": pa.array(score[mask], pa.float32())}, schema=PAIRS_SCHEMA)
-
-    return table(dup), table(near)
 
 
 def build_groups(
@@ -379,3 +274,12 @@ def _strings(table: pa.Table, name: str) -> list[str | None]:
     if name not in table.column_names:
         return [None] * table.num_rows
     return table.column(name).cast(pa.string()).to_pylist()
+
+
+def pairs_from_table(table: pa.Table, records: pa.Table) -> Pairs:
+    """Index pairs (into `records`) from a `{record_id_a, record_id_b, score}` table."""
+    index = {rid: k for k, rid in enumerate(records.column("record_id").to_pylist())}
+    i = np.array([index[r] for r in table.column("record_id_a").to_pylist()], dtype=np.int64)
+    j = np.array([index[r] for r in table.column("record_id_b").to_pylist()], dtype=np.int64)
+    s = table.column("score").to_numpy().astype(np.float32)
+    return canonical_pairs(i, j, s, max(records.num_rows, 1))

@@ -1,9 +1,9 @@
 import numpy as np
 
-from transforms.mining.approximate import measure_recall, mine_approximate
-from transforms.mining.exact import mine_exact
-from transforms.mining.pairs import Pairs
-from transforms.mining.synthetic import clustered_embeddings
+from tools.synthetic import clustered_embeddings
+from transforms.mine.approximate import measure_recall, mine_approximate
+from transforms.mine.exact import mine_exact
+from transforms.mine.pairs import Pairs
 
 
 def test_recall_at_least_099_and_scores_exact():

@@ -2,9 +2,9 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.mining.distributed import MeasureRecall, MineDistributed
-from transforms.mining.exact import mine_exact
-from transforms.mining.synthetic import clustered_embeddings
+from tools.synthetic import clustered_embeddings
+from transforms.mine.distributed import MeasureRecall, MineDistributed
+from transforms.mine.exact import mine_exact
 
 
 def _data(n=3000, dim=32, seed=21):

@@ -1,6 +1,6 @@
 """All-pairs mining of an embeddings matrix: exact, approximate, or on Beam.
 
-    from transforms.mining import mine_pairs, stream_pairs
+    from transforms.mine import mine_pairs, stream_pairs
     pairs, stats = mine_pairs(embeddings, 0.90, mode="auto", block_size=4096)
     chunks, stats = stream_pairs(embeddings, 0.90, mode="auto")  # in bounded chunks
 
@@ -13,7 +13,9 @@
   when one machine is not enough; used by the pipeline, not by `mine_pairs`.
 - `auto`: exact below `approximate_min_n` rows, approximate from there on.
 
-Groups, keepers and the keep/drop manifest are in `groups.py`.
+`transform.py` is the stage itself (`MinePairs`: the embeddings table in,
+pair tables out); groups, keepers and the keep/drop manifest are the next
+stage, `transforms/manifest/`.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from transforms.mining.exact import iter_exact_pairs, mine_exact, mine_exact_cross
-from transforms.mining.pairs import Pairs, canonical_pairs, empty_pairs, index_dtype
+from transforms.mine.exact import iter_exact_pairs, mine_exact, mine_exact_cross
+from transforms.mine.pairs import Pairs, canonical_pairs, empty_pairs, index_dtype
 
 LOCAL_MODES = ("auto", "exact", "approximate")
 APPROXIMATE_OPTIONS = {"nlist", "nprobe", "recall_sample_size", "recall_target", "seed",
@@ -75,7 +77,7 @@ def mine_pairs(
     n = int(embeddings.shape[0])
     chosen = resolve_mode(mode, n, approximate_min_n)
     if chosen == "approximate":
-        from transforms.mining.approximate import mine_approximate
+        from transforms.mine.approximate import mine_approximate
 
         pairs, stats = mine_approximate(
             embeddings, threshold, nlist=nlist, nprobe=nprobe, block_size=block_size,
@@ -147,7 +149,7 @@ def _exact_chunks(x, threshold, block_size, max_pairs, mode, stats) -> Iterator[
 
 def _approximate_chunks(x, threshold, block_size, max_pairs, mode, stats,
                         options) -> Iterator[Pairs]:
-    from transforms.mining.approximate import mine_approximate
+    from transforms.mine.approximate import mine_approximate
 
     pairs, found = mine_approximate(x, threshold, block_size=block_size, **options)
     stats.update(found, mode_requested=mode)

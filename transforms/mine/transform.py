@@ -2,7 +2,7 @@
 
 `MinePairs` takes the uri patterns of an embeddings table (the contract with
 the embed stage, `schemas.embeddings_schema`), loads ids and vectors in one
-worker, runs `transforms.mining.mine_pairs` down to the near-duplicate
+worker, runs `transforms.mine.transform` down to the near-duplicate
 threshold, and emits Arrow tables on two outputs:
 
 - `duplicates`: score >= duplicate_threshold;
@@ -226,7 +226,7 @@ class _MinePairsFn(beam.DoFn):
         self._rows = rows_per_table
 
     def process(self, patterns: str | tuple[str, ...]):
-        from transforms.mining import stream_pairs
+        from transforms.mine import stream_pairs
 
         started = time.monotonic()
         ids, vectors = load_embeddings_arrow(patterns, *self._columns)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from transforms.mining.pairs import Pairs, concat_pairs, empty_pairs, index_dtype
+from transforms.mine.pairs import Pairs, concat_pairs, empty_pairs, index_dtype
 
 
 def _as_matrix(x: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from transforms.mine import EmbeddingsTableError, load_embeddings
+from transforms.mine.transform import EmbeddingsTableError, load_embeddings
 
 
 def _write(path, ids, x, fixed=True):

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from transforms.mining import mine_pairs, resolve_mode, stream_pairs
-from transforms.mining.exact import iter_exact_pairs, mine_exact, mine_exact_cross
-from transforms.mining.synthetic import clustered_embeddings
+from tools.synthetic import clustered_embeddings
+from transforms.mine import mine_pairs, resolve_mode, stream_pairs
+from transforms.mine.exact import iter_exact_pairs, mine_exact, mine_exact_cross
 
 
 def brute_force(x, threshold):

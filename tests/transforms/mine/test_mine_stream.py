@@ -8,9 +8,9 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.mine import DUPLICATES, NEAR_DUPLICATES, STATS, MinePairs
-from transforms.mining.exact import mine_exact
-from transforms.mining.synthetic import clustered_embeddings
+from tools.synthetic import clustered_embeddings
+from transforms.mine.exact import mine_exact
+from transforms.mine.transform import DUPLICATES, NEAR_DUPLICATES, STATS, MinePairs
 from transforms.schemas import PAIRS_SCHEMA
 
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from transforms.mining.pairs import canonical_pairs, index_dtype, unique_keys
+from transforms.mine.pairs import canonical_pairs, index_dtype, unique_keys
 
 
 def test_unique_keys_sorts_drops_repeats_keeps_first_score():
