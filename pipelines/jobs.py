@@ -1,10 +1,19 @@
-"""Runs the stages inside a run folder, checks the numbers, publishes.
+"""Runs the two Beam jobs inside a run folder, checks their totals, publishes.
 
-`execute` is what `clipdedup run`, `embed` and `mine` call: it builds the Beam
-graphs of `embed_pipeline` and/or `mine_pipeline`, runs them on the runner the
-Beam flags name, checks conservation and the error budget, merges the small
-tables into single Parquet files and publishes `<output>/<run_id>/` with
-`summary.json`, then `_SUCCESS`.
+`execute` is what `clipdedup run`, `embed` and `mine` call. In order:
+
+1. pre-flight (inputs, output, credentials) and the model's small files;
+2. `_embed`: the embed job (`embed_pipeline`) on the runner the Beam flags
+   name; then the part files of its small tables are stream-merged and the
+   job's own totals (`_checks.json`) are checked: conservation, error budget,
+   inputs unchanged;
+3. `_mine`: the mine job (`mine_pipeline`): pairs, groups and the manifest,
+   all on the engine; then its part files are stream-merged (keep.txt /
+   drop.txt with them) and its stats JSON read;
+4. `RunFolder.publish`: `summary.json`, the folder moved into place, `_SUCCESS`.
+
+The launcher never holds a per-record table: what it reads is footers,
+schemas and a few small JSON files.
 """
 
 from __future__ import annotations
