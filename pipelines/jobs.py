@@ -161,7 +161,7 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
     patterns = [embeddings] if isinstance(embeddings, str) else list(embeddings)
     # The id and vector columns and the keeper rule are checked on the schemas before
     # any pipeline runs, so a table made elsewhere fails in one line, not after mining.
-    rule, left_out = _keeper_rule(config, patterns)
+    rule, left_out, n_records = _inspect_embeddings(config, patterns)
     if left_out:
         log.warning("embeddings table has no column for keeper fields %s: keepers chosen by %r",
                     left_out, rule)
@@ -170,7 +170,8 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
     sources = [s for s in sources if FileSystems.exists(s)]
     started = time.monotonic()
     _run(mine_pipeline.build_pipeline(config, patterns, folder.staging, options,
-                                      keeper_rule=rule, exact_duplicates=sources))
+                                      keeper_rule=rule, exact_duplicates=sources,
+                                      n_records=n_records))
     summary["timings"]["mine_seconds"] = round(time.monotonic() - started, 3)
     for table in (mine_pipeline.DUPLICATES, mine_pipeline.NEAR_DUPLICATES):
         folder.merge_parts(table, schemas.PAIRS_SCHEMA)
@@ -199,20 +200,23 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
     summary["counts"].update(kept=group_stats["kept"], dropped=group_stats["dropped"])
 
 
-def _keeper_rule(config: Config, patterns: list[str]) -> tuple[str, list[str]]:
-    """The keeper rule resolved against the metadata columns any embeddings file has
-    (schemas only; each file is checked for an id and a vector column)."""
+def _inspect_embeddings(config: Config, patterns: list[str]) -> tuple[str, list[str], int]:
+    """The keeper rule resolved against the metadata columns any embeddings file has,
+    the fields it leaves out, and the row count (footers only; each file is checked
+    for an id and a vector column)."""
     from transforms.manifest.keeper_rule import resolve_keeper_rule
     from transforms.manifest.records import METADATA_TYPES
     from transforms.mine.transform import check_schema, match_files
     from transforms.parquet_open import open_parquet
 
-    columns = {"record_id"}
+    columns, rows = {"record_id"}, 0
     for path in match_files(patterns):
-        schema = open_parquet(path).schema_arrow
+        footer = open_parquet(path)
+        schema = footer.schema_arrow
         check_schema(path, schema, config.id_column, config.embedding_column)
         columns |= {c for c in METADATA_TYPES if c in schema.names and c != config.id_column}
-    return resolve_keeper_rule(config.keeper_rule, columns, "the embeddings table")
+        rows += footer.metadata.num_rows
+    return (*resolve_keeper_rule(config.keeper_rule, columns, "the embeddings table"), rows)
 
 
 def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: bool = True,

@@ -121,14 +121,6 @@ def _exact_rows(path: str):
         yield from pf.read_row_group(group).to_pylist()
 
 
-def _row_count(patterns: list[str]) -> int:
-    """Rows of the embeddings files, from their footers (no data read)."""
-    from transforms.mine.transform import match_files
-    from transforms.parquet_open import open_parquet
-
-    return sum(open_parquet(f).metadata.num_rows for f in match_files(patterns))
-
-
 def _write_json(pcoll, label: str, staging: str, name: str) -> None:
     _ = (pcoll
          | f"{label}ToJson" >> beam.Map(json.dumps, sort_keys=True)
@@ -138,7 +130,7 @@ def _write_json(pcoll, label: str, staging: str, name: str) -> None:
 
 
 def _build_groups(p: beam.Pipeline, config: Config, records, pairs, staging: str,
-                  keeper_rule: str, exact_duplicates: list[str], n_records: int) -> None:
+                  keeper_rule: str, exact_duplicates: list[str], n_records: int | None) -> None:
     """BuildGroups on the mined pairs; groups / keep / drop part files and the stats JSON."""
     from transforms.manifest.build import STATS, BuildGroups
 
@@ -149,7 +141,8 @@ def _build_groups(p: beam.Pipeline, config: Config, records, pairs, staging: str
         BuildGroups(duplicate_threshold=config.duplicate_threshold,
                     near_duplicate_threshold=config.near_duplicate_threshold,
                     drop_near_duplicates=config.drop_near_duplicates, keeper_rule=keeper_rule,
-                    components_on_one_worker=n_records <= config.components_one_worker_max_records))
+                    components_on_one_worker=(n_records is not None and n_records
+                                              <= config.components_one_worker_max_records)))
     for table, label in ((GROUPS, "WriteGroups"), (KEEP, "WriteKeep"), (DROP, "WriteDrop")):
         _ = out[table] | label >> beam.io.WriteToParquet(
             FileSystems.join(table_dir(staging, table), PART_PREFIX),
@@ -159,7 +152,8 @@ def _build_groups(p: beam.Pipeline, config: Config, records, pairs, staging: str
 
 def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging: str,
                    options: PipelineOptions | None = None, *, keeper_rule: str | None = None,
-                   exact_duplicates: list[str] | None = None) -> beam.Pipeline:
+                   exact_duplicates: list[str] | None = None,
+                   n_records: int | None = None) -> beam.Pipeline:
     """The unrun mine pipeline writing its tables below `staging`.
 
     Args:
@@ -167,6 +161,9 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
         keeper_rule: the rule as resolved against the table's columns
             (`resolve_keeper_rule`); default `config.keeper_rule`.
         exact_duplicates: exact_duplicates tables whose byte copies join the manifest.
+        n_records: rows of the embeddings table, when known: up to
+            `config.components_one_worker_max_records`, connected components
+            are one union-find combine; unknown or above, rounds on the workers.
     """
     from transforms.manifest.records import FindRepeatedIds, ReadRecords, check_ids_unique
 
@@ -184,7 +181,7 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
         pairs, stats = _build_distributed(p, config, patterns, staging)
         _write_json(stats, "Stats", staging, MINE_STATS)
         _build_groups(p, config, records, pairs, staging, rule, exact_duplicates or [],
-                  _row_count(patterns))
+                  n_records)
         return p
     mined = (p
              | "EmbeddingsTable" >> beam.Create([tuple(patterns)])
@@ -207,7 +204,7 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
              | "AllPairTables" >> beam.Flatten()
              | "PairTuples" >> beam.FlatMap(_pair_tuples))
     _build_groups(p, config, records, pairs, staging, rule, exact_duplicates or [],
-                  _row_count(patterns))
+                  n_records)
     return p
 
 

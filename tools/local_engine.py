@@ -110,7 +110,9 @@ class LocalEngine:
             raise
         self.beam_args = ["--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}",
                           "--environment_type=EXTERNAL",
-                          f"--environment_config=localhost:{pool_port}"]
+                          f"--environment_config=localhost:{pool_port}",
+                          # the state stream's deadline; the default ends jobs over 5 min
+                          "--job_server_timeout=86400"]
         self.idle_rss_bytes = self.peak_rss_bytes = tree_rss_bytes([p.pid for p in self._procs])
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()

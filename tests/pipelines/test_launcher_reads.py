@@ -58,7 +58,6 @@ def _spy_parquet_reads(monkeypatch) -> list[tuple[str, str]]:
     monkeypatch.setattr(pq, "read_table", spy("pq.read_table", real_read))
     monkeypatch.setattr(ds, "dataset", spy("dataset", real_dataset))
     monkeypatch.setattr(run_folder, "read_table", spy("read_table", real_run_folder_read))
-    monkeypatch.setattr(jobs, "read_table", spy("read_table", real_run_folder_read))
     return reads
 
 
