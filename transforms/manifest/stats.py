@@ -100,6 +100,9 @@ def _finish(facts: dict, threshold: float, rule: str) -> dict:
     if stats["kept"] + stats["dropped"] != records + copies:
         problems.append(f"manifest does not add up: keep {stats['kept']} + drop "
                         f"{stats['dropped']} != records {records} + copies {copies}")
+    if get("edges", 0) != get("edges_assigned", 0):
+        problems.append(f"the keeper assignment saw {get('edges_assigned', 0)} of "
+                        f"{get('edges', 0)} edges at the group threshold")
     if get("ids_twice", 0):
         problems.append(f"{get('ids_twice')} record ids are in keep/drop more than once")
     stats["problems"] = problems
@@ -107,7 +110,8 @@ def _finish(facts: dict, threshold: float, rule: str) -> dict:
 
 
 class GroupStats(beam.PTransform):
-    """`{"records", "copies", "orphans", "sizes", "facts", "group_keepers", "keep", "drop"}`
+    """`{"records", "copies", "orphans", "sizes", "edges", "facts", "group_keepers", "keep",
+    "drop"}`
     -> one stats dict (see the module docstring)."""
 
     def __init__(self, group_threshold: float, keeper_rule: str):
@@ -121,6 +125,10 @@ class GroupStats(beam.PTransform):
             inputs["copies"] | "CopyFacts" >> beam.Map(lambda _: ("copies", 1)),
             inputs["orphans"] | "OrphanFacts" >> beam.Map(lambda n: ("orphans", n)),
             inputs["sizes"] | "ComponentSizes" >> beam.Map(lambda s: ("largest_component", s)),
+            # every edge must reach its component's keeper assignment, or the
+            # greedy ran on part of the graph
+            inputs["edges"] | "EdgeFacts" >> beam.Map(lambda _: ("edges", 1)),
+            inputs["sizes"] | "AssignedEdges" >> beam.Map(lambda s: ("edges_assigned", s[1])),
             inputs["facts"],
             inputs["group_keepers"] | "GroupFacts" >> beam.Map(lambda _: ("groups", 1)),
             (inputs["group_keepers"]

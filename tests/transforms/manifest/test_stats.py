@@ -11,3 +11,10 @@ def test_stats_report_a_manifest_that_does_not_add_up():
                                  "+ copies 1"]
     twice = _finish({"records": 2, "kept": 1, "dropped": 1, "ids_twice": 1}, 0.9, "record_id")
     assert twice["problems"] == ["1 record ids are in keep/drop more than once"]
+
+
+def test_stats_report_edges_the_keeper_assignment_did_not_see():
+    facts = {"records": 3, "kept": 2, "dropped": 1, "edges": 3}
+    assert _finish(dict(facts, edges_assigned=3), 0.9, "record_id")["problems"] == []
+    lost = _finish(dict(facts, edges_assigned=2), 0.9, "record_id")
+    assert lost["problems"] == ["the keeper assignment saw 2 of 3 edges at the group threshold"]
