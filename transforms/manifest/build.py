@@ -198,7 +198,8 @@ class BuildGroups(beam.PTransform):
         keep = lined | "KeepRows" >> beam.Filter(lambda t: t[0] == KEEP) | "Keep" >> beam.Values()
         drop = lined | "DropRows" >> beam.Filter(lambda t: t[0] == DROP) | "Drop" >> beam.Values()
         stats = {"records": records, "copies": byte[COPIES], "orphans": byte[ORPHANS],
-                 "sizes": keepers[SIZES], "edges": edges, "facts": grouped.facts,
+                 "sizes": keepers[SIZES], "edges": edges, "mined_edges": mined,
+                 "facts": grouped.facts,
                  "group_keepers": grouped.group_keepers,
                  "keep": keep, "drop": drop} | "Stats" >> GroupStats(
                      self._threshold, self._rule)

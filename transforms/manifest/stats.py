@@ -100,6 +100,9 @@ def _finish(facts: dict, threshold: float, rule: str) -> dict:
     if stats["kept"] + stats["dropped"] != records + copies:
         problems.append(f"manifest does not add up: keep {stats['kept']} + drop "
                         f"{stats['dropped']} != records {records} + copies {copies}")
+    if get("edges", 0) < get("mined_edges", 0):
+        problems.append(f"{get('mined_edges', 0)} mined pairs at the group threshold became "
+                        f"only {get('edges', 0)} distinct edges")
     if get("edges", 0) != get("edges_assigned", 0):
         problems.append(f"the keeper assignment saw {get('edges_assigned', 0)} of "
                         f"{get('edges', 0)} edges at the group threshold")
@@ -110,8 +113,8 @@ def _finish(facts: dict, threshold: float, rule: str) -> dict:
 
 
 class GroupStats(beam.PTransform):
-    """`{"records", "copies", "orphans", "sizes", "edges", "facts", "group_keepers", "keep",
-    "drop"}`
+    """`{"records", "copies", "orphans", "sizes", "edges", "mined_edges", "facts",
+    "group_keepers", "keep", "drop"}`
     -> one stats dict (see the module docstring)."""
 
     def __init__(self, group_threshold: float, keeper_rule: str):
@@ -128,6 +131,8 @@ class GroupStats(beam.PTransform):
             # every edge must reach its component's keeper assignment, or the
             # greedy ran on part of the graph
             inputs["edges"] | "EdgeFacts" >> beam.Map(lambda _: ("edges", 1)),
+            # mined pairs are distinct: fewer distinct edges than pairs means some were lost
+            inputs["mined_edges"] | "MinedEdgeFacts" >> beam.Map(lambda _: ("mined_edges", 1)),
             inputs["sizes"] | "AssignedEdges" >> beam.Map(lambda s: ("edges_assigned", s[1])),
             inputs["facts"],
             inputs["group_keepers"] | "GroupFacts" >> beam.Map(lambda _: ("groups", 1)),

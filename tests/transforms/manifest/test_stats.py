@@ -18,3 +18,10 @@ def test_stats_report_edges_the_keeper_assignment_did_not_see():
     assert _finish(dict(facts, edges_assigned=3), 0.9, "record_id")["problems"] == []
     lost = _finish(dict(facts, edges_assigned=2), 0.9, "record_id")
     assert lost["problems"] == ["the keeper assignment saw 2 of 3 edges at the group threshold"]
+
+
+def test_stats_report_mined_pairs_that_did_not_become_edges():
+    facts = {"records": 3, "kept": 2, "dropped": 1, "edges": 2, "edges_assigned": 2}
+    assert _finish(dict(facts, mined_edges=2), 0.9, "record_id")["problems"] == []
+    lost = _finish(dict(facts, mined_edges=3), 0.9, "record_id")
+    assert lost["problems"] == ["3 mined pairs at the group threshold became only 2 distinct edges"]
