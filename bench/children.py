@@ -16,6 +16,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = "RESULT "
 
 
+def median_seconds(fn, repeats: int, warm_up: bool = True) -> float:
+    """Median wall time of `repeats` calls of `fn` (after one untimed call if `warm_up`)."""
+    import statistics
+    import time
+
+    if warm_up:
+        fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def emit(result: dict) -> None:
     print(PREFIX + json.dumps(result), flush=True)
 

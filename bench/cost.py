@@ -24,13 +24,12 @@ import argparse
 import io
 import os
 import platform
-import statistics
 import tempfile
-import time
 
 import numpy as np
 from PIL import Image
 
+from bench.children import median_seconds
 from tools.stand_in import write_stand_in
 from transforms.decode import decode_image
 from transforms.embed.images import SentenceTransformerImageHandler
@@ -49,14 +48,6 @@ def _photo_like(seed: int) -> bytes:
     return buf.getvalue()
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -70,7 +61,7 @@ def main() -> None:
     model_dir = args.model or write_stand_in(
         os.path.join(tempfile.mkdtemp(prefix="clipdedup-cost-"), "clip-base"), "base")
     blobs = [_photo_like(i) for i in range(BATCH)]
-    decode_s = _median_seconds(lambda: [decode_image(b) for b in blobs], args.batches) / BATCH
+    decode_s = median_seconds(lambda: [decode_image(b) for b in blobs], args.batches) / BATCH
     pixels = [decode_image(b)[0] for b in blobs]
 
     handler = SentenceTransformerImageHandler(model_dir, "cpu", BATCH)
@@ -82,7 +73,7 @@ def main() -> None:
           f"({1 / decode_s:.0f} images/s per core)")
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        seconds = _median_seconds(lambda: handler.run_inference(pixels, model),
+        seconds = median_seconds(lambda: handler.run_inference(pixels, model),
                                   args.batches) / BATCH
         print(f"embed batch {BATCH}, torch threads {threads}: {seconds * 1e3:.1f} ms/image "
               f"({1 / seconds:.1f} images/s; {1 / seconds / threads:.1f} images/s per core)")
@@ -97,7 +88,7 @@ def _tile_cost(repeats: int, tile: int = 4096, dim: int = 512) -> None:
     b = rng.standard_normal((tile, dim), dtype=np.float32)
     out = np.empty((tile, tile), np.float32)
     with threadpool_limits(limits=1, user_api="blas"):
-        seconds = _median_seconds(lambda: np.matmul(a, b.T, out=out), repeats)
+        seconds = median_seconds(lambda: np.matmul(a, b.T, out=out), repeats)
     gflops = 2 * tile * tile * dim / seconds / 1e9
     print(f"exact mining tile {tile}x{tile}, d={dim}, 1 BLAS thread: {gflops:.1f} GFLOP/s per "
           f"core; {1e12 / (tile * tile) * seconds / 3600:.1f} core-hours per 10^12 pairs")

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,18 +34,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from bench.children import median_seconds  # noqa: E402
+
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _median_s(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def bench_search(n: int, dim: int, queries: int, k: int, repeats: int) -> dict:
@@ -61,8 +55,8 @@ def bench_search(n: int, dim: int, queries: int, k: int, repeats: int) -> dict:
     def search(rows):
         return faiss.knn(rows, x, k, metric=faiss.METRIC_INNER_PRODUCT)
 
-    one = _median_s(lambda: search(q[:1]), repeats)
-    batch = _median_s(lambda: search(q), repeats)
+    one = median_seconds(lambda: search(q[:1]), repeats, warm_up=False)
+    batch = median_seconds(lambda: search(q), repeats, warm_up=False)
     _, rows = search(q)
     found = float(np.mean(rows[:, 0] == np.arange(queries)))
     return {"n": n, "dim": dim, "gb": n * dim * 4 / 1e9, "one_query_s": one,
