@@ -115,9 +115,11 @@ def _files(path: str) -> list[str]:
         return []
 
 
-def batches(path: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    """Record batches of the table at `path` (file, folder or glob), only `columns`."""
-    for f in _files(path):
+def batches(path: str | list[str], columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """Record batches of the table at `path` (file, folder or glob; or several), only
+    `columns` (those it has)."""
+    paths = [path] if isinstance(path, str) else list(path)
+    for f in [f for p in paths for f in _files(p)]:
         parquet = open_parquet(f)
         present = [c for c in columns if c in parquet.schema_arrow.names]
         yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=present)
@@ -280,7 +282,7 @@ def unclean_shards(shards_table: str, cap: int) -> tuple[int, list[dict]]:
     return total, shown
 
 
-def lookup(table: str, id_column: str, ids: set[str], columns: list[str]) -> dict[str, dict]:
+def lookup(table: str | list[str], id_column: str, ids: set[str], columns: list[str]) -> dict[str, dict]:
     """Rows of `table` whose `id_column` is in `ids` (as strings), only `columns`."""
     if not ids:
         return {}
