@@ -87,8 +87,12 @@ def score_bands(edges: tuple[float, ...] | list[float], lowest: float) -> list[B
 
 
 def band_index(scores: np.ndarray, bands: list[Band]) -> np.ndarray:
-    """The band of each score (bands best first); -1 below the lowest."""
-    lows = np.array([b.low for b in bands], np.float64)
+    """The band of each score (bands best first); -1 below the lowest.
+
+    Compared at the scores' own precision: a float32 score of 0.9 is below the
+    float64 0.9, yet it is the pair tables' 0.9.
+    """
+    lows = np.array([b.low for b in bands], scores.dtype)
     # bands are descending: the first band whose low edge the score reaches
     reached = scores[:, None] >= lows[None, :]
     return np.where(reached.any(axis=1), reached.argmax(axis=1), -1)
@@ -154,9 +158,10 @@ def scan_pairs(tables: list[str], lowest: float, settings: ReportSettings) -> Pa
         for batch in batches(table, ["record_id_a", "record_id_b", "score"]):
             if not batch.num_rows:
                 continue
-            scores = batch.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
-            counts += np.histogram(np.clip(scores, lowest, 1.0), bins=edges)[0]
+            scores = batch.column("score").to_numpy(zero_copy_only=False)
             band = band_index(scores, bands)
+            scores = scores.astype(np.float64)
+            counts += np.histogram(np.clip(scores, lowest, 1.0), bins=edges)[0]
             band_counts += np.bincount(band[band >= 0], minlength=len(bands))
             a = pc.cast(batch.column("record_id_a"), pa.string())
             b = pc.cast(batch.column("record_id_b"), pa.string())
