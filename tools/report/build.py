@@ -58,6 +58,14 @@ def _ssim(a: dict | None, b: dict | None) -> float | None:
         return None
 
 
+def _exact_duplicates(folder: str, summary: dict) -> str | list[str]:
+    """The run's own byte-copy table, else (a `mine` of another run's embeddings)
+    the table(s) its manifest took the copies from."""
+    own = _join(folder, "exact_duplicates.parquet")
+    source = summary.get("groups", {}).get("exact_duplicates_source")
+    return own if FileSystems.exists(own) or not source else source
+
+
 def collect(folder: str, summary: dict, settings: ReportSettings,
             embeddings: str | list[str] | None,
             options=None) -> dict:
@@ -67,8 +75,7 @@ def collect(folder: str, summary: dict, settings: ReportSettings,
                         _join(folder, "near_duplicates.parquet")], lowest, settings)
     top, members = largest_groups(_join(folder, "groups.parquet"), settings)
     errors = scan_errors(_join(folder, "errors.parquet"), settings)
-    n_copy_groups, copy_groups = byte_copy_groups(_join(folder, "exact_duplicates.parquet"),
-                                                  settings)
+    n_copy_groups, copy_groups = byte_copy_groups(_exact_duplicates(folder, summary), settings)
     n_unclean, unclean = unclean_shards(_join(folder, "shards.parquet"), settings.shards_shown)
 
     pair_ids = {r for s in pairs.samples for r in (*s.record_id_a, *s.record_id_b)}

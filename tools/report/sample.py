@@ -252,7 +252,7 @@ def scan_errors(errors_table: str, settings: ReportSettings, file_cap: int = 200
                      examples.reset_index(drop=True), empty if files is None else files)
 
 
-def byte_copy_groups(exact_table: str, settings: ReportSettings
+def byte_copy_groups(exact_table: str | list[str], settings: ReportSettings
                      ) -> tuple[int, list[dict]]:
     """(number of byte-copy groups, the largest: original, size and some copies)."""
     sizes: Counter[str] = Counter()
