@@ -181,6 +181,37 @@ def scan_pairs(tables: list[str], lowest: float, settings: ReportSettings) -> Pa
     return PairScan(bands, edges, counts, [int(c) for c in band_counts], samples)
 
 
+def count_values(arrays) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values, how often each occurs) over a stream of integer arrays,
+    held as two numpy arrays (16 bytes per distinct value, not a Python dict)."""
+    values, counts = np.array([], np.int64), np.array([], np.int64)
+    pending: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def merge():
+        nonlocal values, counts
+        all_values = np.concatenate([values, *(v for v, _ in pending)])
+        all_counts = np.concatenate([counts, *(n for _, n in pending)])
+        values, inverse = np.unique(all_values, return_inverse=True)
+        counts = np.bincount(inverse, weights=all_counts, minlength=len(values)).astype(np.int64)
+        pending.clear()
+
+    for array in arrays:
+        pending.append(np.unique(np.asarray(array, np.int64), return_counts=True))
+        # merged once the batches' distinct values outgrow the merged ones: amortised
+        # linear time, at most about twice the memory of the result
+        if sum(len(v) for v, _ in pending) > max(len(values), 1 << 20):
+            merge()
+    merge()
+    return values, counts
+
+
+def _largest(counted: tuple[np.ndarray, np.ndarray], k: int) -> list[tuple[int, int]]:
+    """[(value, count)] of the `k` largest counts, ties by value."""
+    values, counts = counted
+    order = np.lexsort((values, -counts))[:k]
+    return [(int(values[i]), int(counts[i])) for i in order]
+
+
 _GROUP_COLUMNS = ["record_id", "source_uri", "key", "group_id", "keeper_id",
                   "score_to_keeper", "kind"]
 
@@ -192,12 +223,9 @@ def largest_groups(groups_table: str, settings: ReportSettings
     Members: each shown group's keeper first, then up to `members_per_group`
     others (seeded sample) by score to the keeper, best first.
     """
-    sizes: Counter[int] = Counter()
-    for batch in batches(groups_table, ["group_id"]):
-        ids, n = np.unique(batch.column("group_id").to_numpy(zero_copy_only=False),
-                           return_counts=True)
-        sizes.update(dict(zip(ids.tolist(), n.tolist())))
-    top = sorted(sizes.items(), key=lambda item: (-item[1], item[0]))[:settings.groups]
+    top = _largest(count_values(
+        b.column("group_id").to_numpy(zero_copy_only=False)
+        for b in batches(groups_table, ["group_id"])), settings.groups)
     wanted = pa.array([g for g, _ in top], pa.int64())
     kept: pd.DataFrame | None = None
     for batch in batches(groups_table, _GROUP_COLUMNS):
@@ -255,24 +283,27 @@ def scan_errors(errors_table: str, settings: ReportSettings, file_cap: int = 200
 def byte_copy_groups(exact_table: str | list[str], settings: ReportSettings
                      ) -> tuple[int, list[dict]]:
     """(number of byte-copy groups, the largest: original, size and some copies)."""
-    sizes: Counter[str] = Counter()
-    for batch in batches(exact_table, ["record_id_a"]):
-        sizes.update(pc.cast(batch.column("record_id_a"), pa.string()).to_pylist())
-    top = sorted(sizes.items(), key=lambda item: (-item[1], item[0]))[:settings.byte_copy_groups]
-    found: dict[str, dict] = {a: {"record_id": a, "copies": n, "rows": []} for a, n in top}
+    # Counted by a 64-bit hash of the original's id: 16 bytes per group in memory.
+    values, counts = count_values(
+        priorities(pc.cast(b.column("record_id_a"), pa.string()), 0).view(np.int64)
+        for b in batches(exact_table, ["record_id_a"]))
+    top_hashes = dict(_largest((values, counts), settings.byte_copy_groups))
+    found: dict[str, dict] = {}
     columns = ["record_id_a", "record_id_b", "sha256", "source_uri_a", "key_a",
                "source_uri_b", "key_b"]
     for batch in batches(exact_table, columns):
-        for row in batch.to_pylist():
-            group = found.get(str(row["record_id_a"]))
-            if group is None:
-                continue
-            group.update(sha256=row["sha256"], source_uri=row["source_uri_a"], key=row["key_a"])
-            group["rows"].append(row)
-    for group in found.values():
-        group["rows"] = sorted(group["rows"], key=lambda r: str(r["record_id_b"]))
-        group["rows"] = group["rows"][:settings.copies_per_group]
-    return len(sizes), [found[a] for a, _ in top]
+        hashes = priorities(pc.cast(batch.column("record_id_a"), pa.string()), 0).view(np.int64)
+        rows = pa.Table.from_batches([batch]).filter(
+            pa.array(np.isin(hashes, list(top_hashes))))
+        for row, h in zip(rows.to_pylist(), hashes[np.isin(hashes, list(top_hashes))]):
+            a = str(row["record_id_a"])
+            group = found.setdefault(a, {"record_id": a, "copies": top_hashes[int(h)],
+                                         "rows": [], "sha256": row["sha256"],
+                                         "source_uri": row["source_uri_a"], "key": row["key_a"]})
+            group["rows"] = sorted(group["rows"] + [row], key=lambda r: str(r["record_id_b"])
+                                   )[:settings.copies_per_group]
+    shown = sorted(found.values(), key=lambda g: (-g["copies"], g["record_id"]))
+    return len(values), shown
 
 
 def unclean_shards(shards_table: str, cap: int) -> tuple[int, list[dict]]:

@@ -133,3 +133,11 @@ def test_priorities_depend_on_the_seed_only(seed):
     keys = ["a", "b", "c"]
     assert S.priorities(keys, seed).tolist() == S.priorities(pa.array(keys), seed).tolist()
     assert S.priorities(keys, seed).tolist() != S.priorities(keys, seed + 1).tolist()
+
+
+def test_count_values_over_many_batches():
+    rng = np.random.default_rng(3)
+    arrays = [rng.integers(0, 50, 100) for _ in range(30)]
+    values, counts = S.count_values(iter(arrays))
+    expect = np.unique(np.concatenate(arrays), return_counts=True)
+    assert values.tolist() == expect[0].tolist() and counts.tolist() == expect[1].tolist()
