@@ -102,7 +102,8 @@ def priorities(keys: pa.Array | np.ndarray | list, seed: int) -> np.ndarray:
     """Seeded 64-bit hash of each key (a string): the sampling order."""
     values = (keys.to_numpy(zero_copy_only=False) if isinstance(keys, (pa.Array, pa.ChunkedArray))
               else np.asarray(keys, dtype=object))
-    return pd.util.hash_array(values.astype(object), hash_key=f"{seed:016d}"[-16:])
+    return pd.util.hash_array(values.astype(object), hash_key=f"{seed:016d}"[-16:],
+                              categorize=False)  # keys are mostly distinct: no factorize
 
 
 def _files(path: str) -> list[str]:
@@ -153,6 +154,7 @@ def scan_pairs(tables: list[str], lowest: float, settings: ReportSettings) -> Pa
     edges = np.linspace(lowest, 1.0, settings.bins + 1)
     counts = np.zeros(settings.bins, np.int64)
     band_counts = np.zeros(len(bands), np.int64)
+    cutoff = np.full(len(bands), np.iinfo(np.uint64).max, np.uint64)  # k-th priority + 1
     kept: pd.DataFrame | None = None
     for table in tables:
         for batch in batches(table, ["record_id_a", "record_id_b", "score"]):
@@ -165,12 +167,20 @@ def scan_pairs(tables: list[str], lowest: float, settings: ReportSettings) -> Pa
             band_counts += np.bincount(band[band >= 0], minlength=len(bands))
             a = pc.cast(batch.column("record_id_a"), pa.string())
             b = pc.cast(batch.column("record_id_b"), pa.string())
+            priority = priorities(pc.binary_join_element_wise(a, b, "|"), settings.seed)
+            # Only rows that can still enter their band's bottom k become a frame.
+            take = (band >= 0) & (priority < cutoff[np.maximum(band, 0)])
+            if not take.any():
+                continue
+            rows = np.flatnonzero(take)
             frame = pd.DataFrame({
-                "record_id_a": a.to_numpy(zero_copy_only=False),
-                "record_id_b": b.to_numpy(zero_copy_only=False),
-                "score": scores, "band": band,
-                "priority": priorities(pc.binary_join_element_wise(a, b, "|"), settings.seed)})
-            kept = bottom_k(kept, frame[frame.band >= 0], "band", settings.pairs_per_band)
+                "record_id_a": a.take(rows).to_numpy(zero_copy_only=False),
+                "record_id_b": b.take(rows).to_numpy(zero_copy_only=False),
+                "score": scores[rows], "band": band[rows], "priority": priority[rows]})
+            kept = bottom_k(kept, frame, "band", settings.pairs_per_band)
+            full = kept.groupby("band")["priority"].agg(["size", "max"])
+            full = full[full["size"] >= settings.pairs_per_band]
+            cutoff[full.index.to_numpy()] = full["max"].to_numpy(np.uint64) + np.uint64(1)
     samples = []
     for i in range(len(bands)):
         rows = (kept[kept.band == i] if kept is not None
