@@ -151,7 +151,7 @@ class PairScan:
 def scan_pairs(tables: list[str], lowest: float, settings: ReportSettings) -> PairScan:
     """Histogram, per-band counts and the seeded sample of pairs per band."""
     bands = score_bands(settings.bands, lowest)
-    edges = np.linspace(lowest, 1.0, settings.bins + 1)
+    edges = np.linspace(min(lowest, 1.0 - 1e-6), 1.0, settings.bins + 1)  # threshold 1: one sliver
     counts = np.zeros(settings.bins, np.int64)
     band_counts = np.zeros(len(bands), np.int64)
     cutoff = np.full(len(bands), np.iinfo(np.uint64).max, np.uint64)  # k-th priority + 1
