@@ -25,14 +25,14 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .card { border: 1px solid #ccc; border-radius: 6px; padding: 6px 12px; min-width: 110px; }
 .card b { display: block; font-size: 1.5em; }
 .pairs, .gallery { display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-start; }
-.pair { border: 1px solid #ccc; border-radius: 6px; padding: 6px; width: 384px; }
+.pair { border: 1px solid #ccc; border-radius: 6px; padding: 6px; width: 382px; box-sizing: border-box; }
 .pair .two { display: flex; gap: 6px; }
-figure { margin: 0; width: 186px; font-size: 11px; word-break: break-all; }
-figure img { max-width: 180px; max-height: 180px; display: block; border: 2px solid #ccc; }
+figure { margin: 0; width: 180px; font-size: 11px; word-break: break-all; }
+figure img { max-width: 174px; max-height: 174px; display: block; border: 2px solid #ccc; }
 figure.kept img, figure.keeper img { border-color: #1a7f37; }
 figure.dropped img { border-color: #c33; }
 .tag { font-weight: bold; } .kept .tag, .keeper .tag { color: #1a7f37; } .dropped .tag { color: #c33; }
-.missing { width: 176px; height: 80px; background: #eee; border: 2px dashed #bbb; padding: 2px;
+.missing { width: 170px; height: 80px; background: #eee; border: 2px dashed #bbb; padding: 2px;
            overflow: hidden; }
 .score { font-size: 13px; margin-bottom: 4px; }
 .note { color: #555; font-size: 13px; }
