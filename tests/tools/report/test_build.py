@@ -110,3 +110,22 @@ def test_a_mine_only_run_finds_its_records_through_the_embeddings_it_mined(repor
     original = (folder / "report.html").read_text()
     assert page.count("<img ") == original.count("<img ") > 0
     assert 'class="missing"' not in page
+
+
+def test_a_run_on_an_object_store_gets_its_report(report_run):
+    """On gs:// (here memgs://, GCS's semantics: no folders, rename = copy + delete)."""
+    from tests.pipelines import object_store
+
+    folder, summary = report_run
+    run = "memgs://bucket/out/r"
+    for path in folder.rglob("*"):
+        if path.is_file() and path.name != "report.html":
+            object_store.OBJECTS[f"{run}/{path.relative_to(folder)}"] = (path.read_bytes(), 0.0)
+    try:
+        assert build.write_report(run, summary) == f"{run}/report.html"
+        page = object_store.OBJECTS[f"{run}/report.html"][0].decode()
+        assert page.count("<img ") == (folder / "report.html").read_text().count("<img ")
+        assert not [p for p in object_store.OBJECTS if "/_report-" in p or p.endswith(".tmp")]
+    finally:
+        for path in [p for p in object_store.OBJECTS if p.startswith(run + "/")]:
+            del object_store.OBJECTS[path]
