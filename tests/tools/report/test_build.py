@@ -129,3 +129,15 @@ def test_a_run_on_an_object_store_gets_its_report(report_run):
     finally:
         for path in [p for p in object_store.OBJECTS if p.startswith(run + "/")]:
             del object_store.OBJECTS[path]
+
+
+def test_report_false_writes_none(report_run, tmp_path):
+    from pipelines.config import Config
+    from pipelines.jobs import execute
+
+    folder, _ = report_run
+    summary = execute(Config(output=str(tmp_path), run_id="m", report=False,
+                             near_duplicate_threshold=0.9), [], embed=False,
+                      embeddings=str(folder / "embeddings"))
+    assert "report" not in summary and "report_seconds" not in summary["timings"]
+    assert not (tmp_path / "m" / "report.html").exists()
