@@ -23,13 +23,6 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 demo: install
 	$(VENV)/bin/clipdedup demo --output demo-output
 
-# A PNG of the newest demo run's report.html (runs the demo first when there is
-# none); needs Debian's chromium (apt-get install -y chromium).
-REPORT_PNG ?= docs/report.png
-report-screenshot: install
-	@ls demo-output/runs/*/report.html >/dev/null 2>&1 || $(MAKE) demo
-	$(PY) -m tools.report.browser "$$(ls -t demo-output/runs/*/report.html | head -1)" $(REPORT_PNG)
-
 test: install
 	$(PY) -m pytest -q -m "not slow" tests
 
@@ -49,6 +42,13 @@ bench-int8: install
 
 bench-query: install
 	$(PY) bench/query.py
+
+# A PNG of the newest demo run's report.html (runs the demo first when there is
+# none); needs Debian's chromium (apt-get install -y chromium).
+REPORT_PNG ?= docs/report.png
+report-screenshot: install
+	@ls demo-output/runs/*/report.html >/dev/null 2>&1 || $(MAKE) demo
+	$(PY) -m tools.report.browser "$$(ls -t demo-output/runs/*/report.html | head -1)" $(REPORT_PNG)
 
 # The whole job on Google Cloud Dataflow: inputs and outputs on gs://.
 # Optional: INPUT, OUTPUT, MODEL (hub name or gs:// folder), IMAGE (a worker
