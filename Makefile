@@ -23,11 +23,15 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 demo: install
 	$(VENV)/bin/clipdedup demo --output demo-output
 
+# One pytest worker per core (pytest-xdist); a test file stays on one worker so its
+# module fixtures (a run of the job shared by its tests) are built once.
+PYTEST = $(PY) -m pytest -q -n auto --dist loadfile
+
 test: install
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 test-all: install
-	$(PY) -m pytest -q tests
+	$(PYTEST) tests
 
 bench: bench-mine bench-embed bench-int8 bench-query
 
