@@ -27,6 +27,7 @@ log = logging.getLogger("clipdedup")
 REPORT = "report.html"
 SCRATCH_PREFIX = "_report-"  # readers skip names starting with `_`
 
+
 def _join(folder: str, name: str) -> str:
     return FileSystems.join(folder, name)
 
