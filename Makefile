@@ -9,6 +9,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
 .PHONY: install demo test test-all bench bench-embed bench-int8 bench-mine bench-query lint clean run-dataflow
+.PHONY: report-screenshot
 
 install: $(STAMP)
 
@@ -45,6 +46,13 @@ bench-int8: install
 
 bench-query: install
 	$(PY) bench/query.py
+
+# A PNG of the newest demo run's report.html (runs the demo first when there is
+# none); needs Debian's chromium (apt-get install -y chromium).
+REPORT_PNG ?= docs/report.png
+report-screenshot: install
+	@ls demo-output/runs/*/report.html >/dev/null 2>&1 || $(MAKE) demo
+	$(PY) -m tools.report.browser "$$(ls -t demo-output/runs/*/report.html | head -1)" $(REPORT_PNG)
 
 # The whole job on Google Cloud Dataflow: inputs and outputs on gs://.
 # Optional: INPUT, OUTPUT, MODEL (hub name or gs:// folder), IMAGE (a worker
