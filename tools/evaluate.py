@@ -78,18 +78,27 @@ def confusion(predicted: np.ndarray, truth: np.ndarray, weights: np.ndarray | No
 
 def sweep(scores: np.ndarray, truth: np.ndarray, weights: np.ndarray | None = None,
           extra: tuple[float, ...] = ()) -> list[dict]:
-    """`confusion` of `scores >= t` for each distinct labelled score t (and `extra`),
-    highest threshold first: the precision-recall curve."""
-    thresholds = sorted({float(s) for s in scores} | {float(t) for t in extra}, reverse=True)
-    return [dict(threshold=t, **confusion(scores >= np.float32(t), truth, weights))
-            for t in thresholds]
+    """`confusion` of `scores >= t` for each distinct labelled score t (and the `extra`
+    thresholds, marked `labelled_score: false`), highest threshold first: the
+    precision-recall curve."""
+    labelled = {float(s) for s in scores}
+    thresholds = sorted(labelled | {float(t) for t in extra}, reverse=True)
+    return [dict(threshold=t, labelled_score=t in labelled,
+                 **confusion(scores >= np.float32(t), truth, weights)) for t in thresholds]
 
 
 def lowest_threshold_at(points: list[dict], target: float) -> dict | None:
-    """The point of lowest threshold whose precision is at least `target` (recall only
-    falls as the threshold rises, so this is the one with the most recall), or None."""
-    meeting = [p for p in points if p["precision"] is not None and p["precision"] >= target]
-    return min(meeting, key=lambda p: p["threshold"]) if meeting else None
+    """The labelled score of lowest threshold whose precision is at least `target`
+    (recall only falls as the threshold rises, so this is the one with the most
+    recall), or None. `down_to` is the next lower labelled score: any threshold
+    above it and up to `threshold` gives the same figures on these labels."""
+    scored = [p for p in points if p["labelled_score"]]
+    meeting = [p for p in scored if p["precision"] is not None and p["precision"] >= target]
+    if not meeting:
+        return None
+    best = min(meeting, key=lambda p: p["threshold"])
+    lower = [p["threshold"] for p in scored if p["threshold"] < best["threshold"]]
+    return dict(best, down_to=max(lower) if lower else None)
 
 
 def _resolve(run: R.Run, pairs: list[L.LabelledPair]):
@@ -302,7 +311,8 @@ def text_report(result: dict) -> str:
     for name, s in result["suggested"].items():
         lines.append(f"  lowest {name} at precision >= {result['target_precision']}: " + (
             "none meets it" if s is None else
-            f"{s['threshold']:.6f} (precision {_fmt(s['precision'])}, recall {_fmt(s['recall'])}; "
+            f"{s['threshold']:.6f} (precision {_fmt(s['precision'])}, recall {_fmt(s['recall'])}"
+            + ("" if s["down_to"] is None else f"; the same above {s['down_to']:.6f}") + "; "
             f"the run used {result['thresholds'][name.removesuffix('_threshold')]})"))
     r = result["retrieval"]
     lines.append(f"  retrieval over {r['queries']} labelled images: " + ", ".join(

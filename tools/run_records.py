@@ -18,6 +18,7 @@ costs one pass over its tables, not a dict of all of them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -66,9 +67,19 @@ class Run:
         """The lowest score the pair tables hold (pairs below it were never kept)."""
         return self.summary.get("mining", {}).get("threshold", self.near_duplicate_threshold)
 
-    @property
+    @functools.cached_property
     def model(self) -> str:
-        return str(self.summary.get("model") or self.summary.get("config", {}).get("model"))
+        """The run's model; for a `mine`-only run, the one its embeddings table names."""
+        if self.summary.get("model"):
+            return str(self.summary["model"])
+        from transforms.parquet_open import open_parquet
+
+        parquet = open_parquet(self.embeddings_files[0])
+        if "model" in parquet.schema_arrow.names and parquet.metadata.num_rows:
+            column = parquet.read_row_group(0, columns=["model"]).column("model")
+            if len(column):
+                return f"{column[0].as_py()} (from the embeddings table)"
+        return "unknown (the embeddings table names no model)"
 
     @property
     def is_stand_in(self) -> bool:
