@@ -295,6 +295,9 @@ def calibrate(run_folder: str, out: str, per_band: int = DEFAULT_PER_BAND, seed:
         raise ValueError(f"--knn-queries must be >= 0 and --knn-k >= 1, got {knn_queries}, "
                          f"{knn_k}")
     run = R.open_run(run_folder)
+    if run.is_stand_in:
+        log.warning("MODEL IS A STAND-IN: %s has random weights; labels of its pairs measure "
+                    "nothing about the real model", run.model)
     if bands is None:
         if run.near_duplicate_threshold is None:
             raise ValueError(f"{run.folder}: the run names no thresholds; give --bands")
