@@ -254,8 +254,9 @@ def evaluate(run_folder: str, labels_path: str, target_precision: float = DEFAUL
                                   evaluated=len(resolved), by_label=by_label)
     result["unresolved"] = unresolved
     if unresolved:
-        log.warning("%d labelled pairs name images this run does not hold (%s): they are not "
-                    "evaluated, see 'unresolved' in evaluation.json", unresolved_pairs,
+        log.warning("%d labelled pairs are not evaluated: they name images this run does not "
+                    "hold, or names that fit several records or one record twice (%s); see "
+                    "'unresolved' in evaluation.json", unresolved_pairs,
                     "; ".join(f"line {u['line']} {u['side']}: {u['reason']}"
                               for u in unresolved[:3]) + ("; ..." if len(unresolved) > 3 else ""))
     if not resolved:

@@ -87,6 +87,7 @@ def planted(tmp_path_factory):
                                           for a, b, label, w, why in LABELS]
     rows += ["ghost.jpg,a0.jpg,different,1,not in the run",
              "mem://planted,a1.jpg,different,1,a path naming every record (ambiguous)",
+             "a0,a0.jpg,duplicate,1,one record named twice",
              "a1.jpg,a3.jpg,,1,not labelled yet"]
     labels.write_text("\n".join(rows) + "\n")
     return run, labels
@@ -157,13 +158,14 @@ def test_unknown_and_ambiguous_images_are_reported(planted, tmp_path, caplog):
     run, labels = planted
     with caplog.at_level("WARNING", logger="clipdedup"):
         result = _evaluate(run, labels, tmp_path / "ev")
-    assert result["label_counts"] == dict(rows_labelled=9, rows_unlabelled=1, repeated=0,
-                                          unresolved_pairs=2, evaluated=7, by_label=dict(
+    assert result["label_counts"] == dict(rows_labelled=10, rows_unlabelled=1, repeated=0,
+                                          unresolved_pairs=3, evaluated=7, by_label=dict(
                                               duplicate=2, near_duplicate=3, different=2))
     reasons = {(u["line"], u["side"]): u["reason"] for u in result["unresolved"]}
     assert reasons[(9, "a")] == "not_in_run"
     assert reasons[(10, "a")].startswith("ambiguous: source_uri names 10 records")
-    assert any("2 labelled pairs name images this run does not hold" in r.message
+    assert reasons[(11, "a,b")] == "same_record"
+    assert any("3 labelled pairs are not evaluated: they name images this run" in r.message
                for r in caplog.records)
 
 
