@@ -13,6 +13,8 @@ import csv
 import itertools
 import json
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -20,6 +22,7 @@ import pytest
 
 from pipelines import cli
 from tests.conftest import encode, random_image, write_tar
+from tools.labels import parse_labels
 
 # The tiny stand-in scores these images 0.97-1.0: the thresholds are set inside that
 # range so that some pairs fall below the mining threshold (found by k-NN only).
@@ -166,3 +169,52 @@ def test_bad_flags_are_one_line_errors(published, tmp_path, capsys):
                               str(tmp_path / "c"), *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("clipdedup: error:") and message in err[0]
+
+
+# The page's labelling script run by node against the least DOM it touches: the
+# radio buttons chosen per pair, the Blob it downloads captured.
+_NODE_HARNESS = r"""
+const fs = require('fs');
+const html = fs.readFileSync(process.argv[2], 'utf8');
+const data = id => html.match(new RegExp("<script type='application/json' id='" + id +
+                                         "'>([\\s\\S]*?)</script>"))[1];
+const script = html.match(/<script>([\s\S]*?)<\/script>/)[1];
+const choices = JSON.parse(process.argv[3]);
+let csv = null;
+global.document = {
+  getElementById: id => (id === 'done' ? {} : {textContent: data(id)}),
+  querySelectorAll: () => [],
+  querySelector: sel => {
+    const pair = sel.match(/name="([^"]*)"/)[1];
+    return choices[pair] ? {value: choices[pair]} : null;
+  },
+  addEventListener: () => {},
+  createElement: () => ({click() {}}),
+};
+global.Blob = class { constructor(parts) { csv = parts.join(''); } };
+global.URL = {createObjectURL: () => 'blob:labels'};
+eval(script + '\ndownload();');
+process.stdout.write(csv);
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the page's script")
+def test_page_download_is_a_sheet_evaluate_reads(published, tmp_path):
+    rows, _ = _calibrate(published, tmp_path / "c", "--per-band", "3")
+    choices = {r["pair"]: ("duplicate", "near_duplicate", "different")[i % 3]
+               for i, r in enumerate(rows[:-2])}  # the last two left unlabelled
+    (tmp_path / "harness.js").write_text(_NODE_HARNESS)
+    downloaded = subprocess.run(["node", str(tmp_path / "harness.js"),
+                                 str(tmp_path / "c" / "sheet.html"), json.dumps(choices)],
+                                check=True, capture_output=True, text=True).stdout
+    pairs, unlabelled = parse_labels(downloaded)
+    assert unlabelled == 2
+    assert {p.name: p.label for p in pairs} == choices
+    by_name = {r["pair"]: r for r in rows}
+    assert all((p.a.record_id, p.b.record_id) == (by_name[p.name]["record_id_a"],
+                                                  by_name[p.name]["record_id_b"]) for p in pairs)
+    (tmp_path / "labels.csv").write_text(downloaded)
+    assert cli.exit_code(["-q", "evaluate", "--run", str(published), "--labels",
+                          str(tmp_path / "labels.csv"), "--out", str(tmp_path / "ev")]) == 0
+    result = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert result["label_counts"]["evaluated"] == len(choices)
