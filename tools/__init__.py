@@ -9,4 +9,9 @@
   sample of a user's images (`clipdedup check-backend`);
 - `report/`: `report.html` of a run folder, written by every run that mines
   and by `clipdedup report` (docs/report.md).
+- `calibrate.py`, `evaluate.py`: a seeded stratified sheet of a run's pairs to
+  label, and the run measured against labelled pairs (`clipdedup calibrate`,
+  `clipdedup evaluate`), with `labels.py` (the labels CSV), `run_records.py`
+  (a run's records, vectors and decisions for a few pairs) and `pr_plot.py`
+  (the precision-recall PNG).
 """
