@@ -91,6 +91,7 @@ class LocalEngine:
         self._start_timeout = start_timeout
         # The engine's own logs (Beam logs dropped data at INFO, a failed bundle at ERROR)
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="clipdedup-engine-")
+        os.makedirs(self.log_dir, exist_ok=True)
         self.log_paths: list[str] = []
         self._procs: list[subprocess.Popen] = []
         self._stop = threading.Event()
