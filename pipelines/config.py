@@ -20,6 +20,7 @@ import yaml
 from transforms.records import DEFAULT_MAX_IMAGE_PIXELS
 
 MODES = ("auto", "exact", "approximate", "distributed")
+KEEPER_POLICIES = ("pure", "stable")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +73,15 @@ class Config:
     # Groups and the keep/drop manifest.
     keeper_rule: str = "-area,-file_size,record_id"  # fields: area,width,height,file_size,record_id
     drop_near_duplicates: bool = True  # False: only exact copies and duplicates are dropped
+    # pure: keepers by the keeper rule alone (a full run's result); stable: with a
+    # previous run, its keepers are kept while present and within the threshold.
+    keeper_policy: str = "pure"
+
+    # Alerts on what changed since the previous run (summary.json `alerts`); null = off.
+    alert_max_new_duplicate_share: float | None = 0.5  # new records that duplicate old ones
+    alert_max_error_rate_increase: float | None = 0.01  # error rate, absolute increase
+    alert_max_pair_count_change: float | None = 0.5  # |pairs after / before - 1|
+    alert_on_low_recall: bool = True  # sampled recall below recall_target
 
     # Outputs.
     output: str | None = "out"  # None: must be given (configs/dataflow.yaml)
@@ -154,9 +164,11 @@ _RANGES = {
     "nprobe": _Range(1), "partitions_per_vector": _Range(1), "partition_size": _Range(1),
     "recall_sample_size": _Range(0), "recall_target": _Range(0, 1), "mining_seed": _Range(0),
     "num_output_shards": _Range(0), "max_error_fraction": _Range(0, 1),
+    "alert_max_new_duplicate_share": _Range(0, 1), "alert_max_error_rate_increase": _Range(0, 1),
+    "alert_max_pair_count_change": _Range(0),
 }
 _CHOICES = {"mode": MODES, "decode_isolation": ("none", "subprocess"),
-            "decode_overlap": ("auto", True, False)}
+            "decode_overlap": ("auto", True, False), "keeper_policy": KEEPER_POLICIES}
 # Strings, or list items, that may not be empty.
 _NON_EMPTY = {"inputs", "image_column", "key_column", "model", "id_column", "embedding_column"}
 _TYPES = typing.get_type_hints(Config)
