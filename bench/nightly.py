@@ -16,7 +16,8 @@ images embedded):
    no `--incremental`, `--previous` only adds the diff and the alerts, so the
    column would measure a second full run: it is skipped, with a message;
 3. `fixed cost`: a run over one image (start-up, graph, model load, index
-   pass, publish): what a night costs however little is new.
+   pass, publish): what a night costs however little is new; with
+   `--incremental`, also a night over the same data with nothing new.
 
 Then mining, in this process: `--n-existing` + `--n-new` unit vectors
 (`tools/synthetic.py`) mined from scratch (mode approximate, as `auto` picks
@@ -92,6 +93,9 @@ def build_data(folder: str, images: int, night_fraction: float) -> tuple[str, in
     from PIL import Image
 
     os.makedirs(folder, exist_ok=True)
+    for old in os.listdir(folder):  # a reused --work folder: tonight's shard from last time
+        if old.startswith("night2-"):
+            os.remove(os.path.join(folder, old))
     for s in range(0, images, PER_SHARD):
         _shard(os.path.join(folder, f"night1-{s // PER_SHARD:05d}.tar"),
                [(f"{k:07d}.jpg", _photo(k)) for k in range(s, min(images, s + PER_SHARD))])
@@ -147,7 +151,8 @@ def _measured(label: str, wall: float, cpu: float, run: str) -> dict:
     embedded_key, embedded = _first(counts, EMBEDDED_KEYS)
     return {"label": label, "wall_s": wall, "cpu_s": cpu, "files_read": files,
             "embedded": embedded, "keys": f"{files_key}, {embedded_key}",
-            "model_s": summary["timings"].get("inference_seconds")}
+            "model_s": summary["timings"].get("inference_seconds"),
+            "diff_s": summary["timings"].get("diff_seconds")}
 
 
 def bench_runs(args, work: str) -> None:
@@ -161,20 +166,28 @@ def bench_runs(args, work: str) -> None:
     out = os.path.join(work, "out")
     common = ["--model", model, "--output", out, "--batch-size", "32", "--overwrite", *args.beam]
     incremental = has_incremental()
+    second = incremental or args.previous_column
     rows = []
-    if incremental:
+    if second:
         clipdedup(["-q", "run", "--input", pattern, "--run-id", "night1", *common])
-    else:
+    if not incremental:
         print("SKIPPED the incremental column: this tree's `clipdedup run` has no --incremental "
               "(with --previous alone it would be a second full run plus the diff); rerun after "
-              "the incremental core is merged")
+              "the incremental core is merged"
+              + ("; --previous-column: measured as `with --previous (full + diff)`"
+                 if second else ""))
     os.rename(os.path.join(data, "night2-00000.tar.new"), os.path.join(data, "night2-00000.tar"))
     wall, cpu, _ = clipdedup(["-q", "run", "--input", pattern, "--run-id", "full", *common])
     rows.append(_measured("full run", wall, cpu, os.path.join(out, "full")))
-    if incremental:
+    if second:
         wall, cpu, _ = clipdedup(["-q", "run", "--input", pattern, "--run-id", "night2", *common,
                                   *INCREMENTAL_FLAGS(os.path.join(out, "night1"))])
-        rows.append(_measured("incremental", wall, cpu, os.path.join(out, "night2")))
+        rows.append(_measured("incremental" if incremental else "with --previous (full + diff)",
+                              wall, cpu, os.path.join(out, "night2")))
+    if incremental:  # the fixed cost of a night with nothing new
+        wall, cpu, _ = clipdedup(["-q", "run", "--input", pattern, "--run-id", "night3", *common,
+                                  *INCREMENTAL_FLAGS(os.path.join(out, "night2"))])
+        rows.append(_measured("incremental, nothing new", wall, cpu, os.path.join(out, "night3")))
     one = os.path.join(work, "one")
     os.makedirs(one, exist_ok=True)
     with open(os.path.join(one, "one.jpg"), "wb") as f:
@@ -185,15 +198,17 @@ def bench_runs(args, work: str) -> None:
     print(f"\nruns: {args.images} images + {new} new ({args.night_fraction:.0%}), "
           f"{args.images // PER_SHARD + 1} shards, stand-in {args.model_size}, "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{'':24}{'wall s':>9}{'CPU s':>9}{'files read':>12}{'embedded':>10}{'model s':>9}")
+    print(f"{'':30}{'wall s':>9}{'CPU s':>9}{'files read':>12}{'embedded':>10}{'model s':>9}")
     for r in rows:
         model_s = "n/a" if r["model_s"] is None else f"{r['model_s']:.1f}"
-        print(f"{r['label']:24}{r['wall_s']:9.1f}{r['cpu_s']:9.1f}{r['files_read']!s:>12}"
+        print(f"{r['label']:30}{r['wall_s']:9.1f}{r['cpu_s']:9.1f}{r['files_read']!s:>12}"
               f"{r['embedded']!s:>10}{model_s:>9}")
-    if incremental:
+    if second:
         full, inc = rows[0], rows[1]
-        print(f"incremental / full: wall {inc['wall_s'] / full['wall_s']:.3f}, "
+        print(f"{inc['label']} / full: wall {inc['wall_s'] / full['wall_s']:.3f}, "
               f"CPU {inc['cpu_s'] / full['cpu_s']:.3f} (target <= 0.1)")
+    if second and rows[1]["diff_s"] is not None:
+        print(f"of which the diff against night 1 (changes.parquet): {rows[1]['diff_s']:.1f} s")
     print(f"fixed cost of a run: {rows[-1]['wall_s']:.1f} s (target <= 10 s); "
           f"counts from summary.json keys: {rows[0]['keys']}")
 
@@ -305,6 +320,9 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--nprobe", type=int, default=8)
+    parser.add_argument("--previous-column", action="store_true",
+                        help="without --incremental in the CLI, still run the second column "
+                             "with --previous (a full run plus the diff: the diff's cost)")
     parser.add_argument("--skip-runs", action="store_true")
     parser.add_argument("--skip-mining", action="store_true")
     parser.add_argument("--work", help="working folder (default: a temporary one, removed)")

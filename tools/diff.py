@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("diff", help="what changed between two published runs")
     p.add_argument("before", metavar="RUN_A", help="the earlier published run folder")
     p.add_argument("after", metavar="RUN_B", help="the later published run folder")
-    p.add_argument("--changes", help="also write the per-record changes table (Parquet) here")
+    p.add_argument("--changes", help="also write the per-record changes table (Parquet) here; "
+                                     "on a remote runner a gs:// path (the job writes beside it)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
     p.add_argument("--config", help="YAML config whose alert_* limits are checked")
     p.add_argument("--fail-on-alert", action="store_true",
