@@ -261,6 +261,9 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
     options = pipeline_options(beam_args)
     model = resolve_model(config) if embed else None  # before anything is created or read
     folder = RunFolder(config.output, config.run_id or default_run_id())
+    if previous and _same_folder(previous, folder.final):
+        raise ValueError(f"--previous {previous} is the run folder this run would replace; "
+                         "the previous run is read-only input: pass another --run-id")
     folder.start(overwrite)  # takes the run id's lock; fails fast if another run holds it
     try:
         return _run_stages(config, model, folder, options, embed=embed, mine=mine,
@@ -315,6 +318,12 @@ def _run_stages(config: Config, model: ModelInfo | None, folder: RunFolder,
     summary["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     summary["run_folder"] = folder.publish(summary, overwrite)
     return summary
+
+
+def _same_folder(a: str, b: str) -> bool:
+    if is_remote(a) or is_remote(b):
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _as_pattern(path: str | list[str]) -> str | list[str]:

@@ -79,3 +79,13 @@ def test_previous_must_be_a_published_run(tmp_path, capsys):
     assert _mine(tmp_path, tmp_path / "n1", "r", "--previous", str(tmp_path / "nothing")) == 2
     assert "is not a published run folder" in capsys.readouterr().err
     assert not (tmp_path / "out" / "r").exists()
+
+
+def test_previous_cannot_be_the_run_it_would_replace(tmp_path, capsys):
+    _embeddings_run(tmp_path / "n1", n=50)
+    assert _mine(tmp_path, tmp_path / "n1", "r") == 0
+    before = sorted(p.name for p in (tmp_path / "out" / "r").iterdir())
+    assert _mine(tmp_path, tmp_path / "n1", "r", "--overwrite",
+                 "--previous", str(tmp_path / "out" / "r")) == 2
+    assert "is the run folder this run would replace" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out" / "r").iterdir()) == before
