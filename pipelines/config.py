@@ -76,6 +76,9 @@ class Config:
     # pure: keepers by the keeper rule alone (a full run's result); stable: with a
     # previous run, its keepers are kept while present and within the threshold.
     keeper_policy: str = "pure"
+    # The diff against --previous: up to this many rows in both runs' tables, computed
+    # in the launcher (a job start costs more); above, as a Beam job.
+    diff_in_process_max_rows: int = 1_000_000
 
     # Alerts on what changed since the previous run (summary.json `alerts`); null = off.
     alert_max_new_duplicate_share: float | None = 0.5  # new records that duplicate old ones
@@ -165,7 +168,7 @@ _RANGES = {
     "recall_sample_size": _Range(0), "recall_target": _Range(0, 1), "mining_seed": _Range(0),
     "num_output_shards": _Range(0), "max_error_fraction": _Range(0, 1),
     "alert_max_new_duplicate_share": _Range(0, 1), "alert_max_error_rate_increase": _Range(0, 1),
-    "alert_max_pair_count_change": _Range(0),
+    "alert_max_pair_count_change": _Range(0), "diff_in_process_max_rows": _Range(0),
 }
 _CHOICES = {"mode": MODES, "decode_isolation": ("none", "subprocess"),
             "decode_overlap": ("auto", True, False), "keeper_policy": KEEPER_POLICIES}

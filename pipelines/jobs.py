@@ -309,7 +309,8 @@ def _run_stages(config: Config, model: ModelInfo | None, folder: RunFolder,
             from pipelines.diff_pipeline import write_changes
 
             diff_started = time.monotonic()
-            summary["diff"] = write_changes(previous, folder.staging, summary, options)
+            summary["diff"] = write_changes(previous, folder.staging, summary, options,
+                                            config.diff_in_process_max_rows)
             summary["timings"]["diff_seconds"] = round(time.monotonic() - diff_started, 3)
     from pipelines.alerts import evaluate
 

@@ -65,7 +65,8 @@ def run(args, beam_args: list[str]) -> int:
     from pipelines.jobs import pipeline_options
 
     config = load_config(args.config)
-    d = diff_runs(args.before, args.after, pipeline_options(beam_args), changes=args.changes)
+    d = diff_runs(args.before, args.after, pipeline_options(beam_args), changes=args.changes,
+                  in_process_max_rows=config.diff_in_process_max_rows)
     found = alerts.evaluate(config, {"diff": d, "mining": read_summary(args.after).get("mining", {})})
     if args.json:
         print(json.dumps(dict(d, alerts=found), sort_keys=True))

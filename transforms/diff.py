@@ -43,7 +43,7 @@ class Status(NamedTuple):
     key: str | None
 
 
-def _statuses(batch, status: str) -> Iterator[tuple[str, Status]]:
+def statuses_of(batch, status: str) -> Iterator[tuple[str, Status]]:
     """One keep / drop / errors record batch -> `(record_id, Status)` per row with an id."""
     columns = {name: batch.column(name).to_pylist() for name in batch.column_names}
     n = batch.num_rows
@@ -71,7 +71,7 @@ class ReadStatuses(beam.PTransform):
             reads.append(pbegin
                          | f"Read{label}" >> beam.io.ReadFromParquetBatched(
                              path, columns=columns, validate=False)
-                         | f"{label}Rows" >> beam.FlatMap(_statuses, status))
+                         | f"{label}Rows" >> beam.FlatMap(statuses_of, status))
         return reads | "AllStatuses" >> beam.Flatten()
 
 
@@ -112,7 +112,7 @@ def change_row(record_id: str, change: str, before: Status | None, after: Status
 GROUP_COUNTS = "group_counts"
 
 
-def _classify(element):
+def classify(element):
     """Per record id: its changes row (main output), count facts, and its group's counts."""
     rid, g = element
     before, after = _one(g["before"]), _one(g["after"])
@@ -129,7 +129,7 @@ def _classify(element):
         yield change_row(rid, change, before, after)
 
 
-def _sum_pairs(counts: Iterable[tuple[int, int]]) -> tuple[int, int]:
+def sum_pairs(counts: Iterable[tuple[int, int]]) -> tuple[int, int]:
     new = old = 0
     for n, o in counts:
         new += n
@@ -137,7 +137,7 @@ def _sum_pairs(counts: Iterable[tuple[int, int]]) -> tuple[int, int]:
     return new, old
 
 
-def _new_with_old(keeper_counts) -> Iterator[tuple[str, int]]:
+def new_with_old(keeper_counts) -> Iterator[tuple[str, int]]:
     """A group with old members: its new members are duplicates of old images."""
     _, (new, old) = keeper_counts
     if new and old:
@@ -156,16 +156,16 @@ class DiffRecords(beam.PTransform):
     def expand(self, inputs: dict):
         out = (inputs
                | "ByRecord" >> beam.CoGroupByKey()
-               | "Classify" >> beam.FlatMap(_classify).with_outputs(
+               | "Classify" >> beam.FlatMap(classify).with_outputs(
                    "facts", GROUP_COUNTS, main="changes"))
         with_old = (out[GROUP_COUNTS]
-                    | "PerGroup" >> beam.CombinePerKey(_sum_pairs)
-                    | "NewWithOld" >> beam.FlatMap(_new_with_old))
+                    | "PerGroup" >> beam.CombinePerKey(sum_pairs)
+                    | "NewWithOld" >> beam.FlatMap(new_with_old))
         facts = (out.facts, with_old) | "RecordFacts" >> beam.Flatten()
         return {"changes": out.changes, "facts": facts}
 
 
-def _pairs(batch, kind: str) -> Iterator[tuple[tuple[str, str], str]]:
+def pair_keys(batch, kind: str) -> Iterator[tuple[tuple[str, str], str]]:
     for a, b in zip(batch.column("record_id_a").to_pylist(), batch.column("record_id_b").to_pylist()):
         yield ((a, b) if a < b else (b, a)), kind
 
@@ -181,12 +181,12 @@ class ReadPairs(beam.PTransform):
         reads = [pbegin
                  | f"Read{kind.title().replace('_', '')}s" >> beam.io.ReadFromParquetBatched(
                      path, columns=["record_id_a", "record_id_b"], validate=False)
-                 | f"{kind.title().replace('_', '')}Keys" >> beam.FlatMap(_pairs, kind)
+                 | f"{kind.title().replace('_', '')}Keys" >> beam.FlatMap(pair_keys, kind)
                  for kind, path in self._tables]
         return reads | "AllPairs" >> beam.Flatten()
 
 
-def _pair_facts(element) -> Iterator[tuple[str, int]]:
+def pair_facts(element) -> Iterator[tuple[str, int]]:
     _, g = element
     before, after = min(g["before"], default=None), min(g["after"], default=None)
     if before is not None:
@@ -208,10 +208,10 @@ class DiffPairs(beam.PTransform):
     def expand(self, inputs: dict):
         return (inputs
                 | "ByPair" >> beam.CoGroupByKey()
-                | "PairFacts" >> beam.FlatMap(_pair_facts))
+                | "PairFacts" >> beam.FlatMap(pair_facts))
 
 
-def _as_counts(totals: list[tuple[str, int]]) -> dict:
+def as_counts(totals: list[tuple[str, int]]) -> dict:
     counts = dict.fromkeys(RECORD_FACTS + CHANGES + PAIR_FACTS, 0)
     counts.update(totals)
     return counts
@@ -224,4 +224,4 @@ class CountFacts(beam.PTransform):
         return (facts
                 | "Sum" >> beam.CombinePerKey(sum)
                 | "AllTotals" >> beam.combiners.ToList()
-                | "AsDict" >> beam.Map(_as_counts))
+                | "AsDict" >> beam.Map(as_counts))

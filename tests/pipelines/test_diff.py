@@ -85,9 +85,16 @@ def _check_changes(path):
     assert frame.set_index("record_id").loc["f"].reason_after == "truncated"
 
 
-def test_diff_of_planted_runs(tmp_path):
+# 0: the Beam job; a million: the same functions in the launcher
+BOTH_PATHS = pytest.mark.parametrize("max_rows, computed", [(0, "beam_job"),
+                                                            (10**6, "in_process")])
+
+
+@BOTH_PATHS
+def test_diff_of_planted_runs(tmp_path, max_rows, computed):
     a, b = planted(tmp_path)
-    d = diff_runs(a, b, changes=str(tmp_path / "changes.parquet"))
+    d = diff_runs(a, b, changes=str(tmp_path / "changes.parquet"), in_process_max_rows=max_rows)
+    assert d["computed"] == computed
     assert d["records"] == {"before": 9, "after": 12, "new": 4, "removed": 1,
                             "kept_to_dropped": 2, "dropped_to_kept": 1, "keeper_changed": 1,
                             "now_failing": 1, "no_longer_failing": 1}
@@ -102,9 +109,11 @@ def test_diff_of_planted_runs(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["changes.parquet", "out"]  # no leftovers
 
 
-def test_a_run_against_itself_has_no_changes(tmp_path):
+@BOTH_PATHS
+def test_a_run_against_itself_has_no_changes(tmp_path, max_rows, computed):
     a, _ = planted(tmp_path)
-    d = diff_runs(a, a, changes=str(tmp_path / "changes.parquet"))
+    d = diff_runs(a, a, changes=str(tmp_path / "changes.parquet"), in_process_max_rows=max_rows)
+    assert d["computed"] == computed
     assert d["records"] == dict(dict.fromkeys(d["records"], 0), before=9, after=9)
     assert d["pairs"] == {"before": 4, "after": 4, "new": 0, "vanished": 0, "changed_kind": 0}
     assert d["new_duplicate_share"] is None and d["errors"]["rate_change"] == 0
@@ -132,7 +141,7 @@ def test_cli_diff_json_alerts_and_exit_code(tmp_path, capsys):
 
     config = tmp_path / "quiet.yaml"
     config.write_text("alert_max_new_duplicate_share: null\nalert_max_error_rate_increase: 0.2\n"
-                      "alert_max_pair_count_change: 0.4\n")
+                      "alert_max_pair_count_change: 0.4\ndiff_in_process_max_rows: 0\n")
     assert cli.exit_code(["diff", a, b, "--config", str(config), "--fail-on-alert"]) == 3
     _, err = capsys.readouterr()
     assert [json.loads(x.removeprefix("clipdedup: alert: "))["name"]
