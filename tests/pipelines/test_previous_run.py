@@ -54,6 +54,7 @@ def test_a_night_with_previous_writes_changes_alerts_and_keeps_keepers(tmp_path,
     assert summary["groups"]["keeper_policy"] == "stable"
     d = summary["diff"]
     assert d["before_run"] == "night1" and d["changes_table"] == "changes.parquet"
+    assert d["computed"] == "in_process" and summary["timings"]["diff_seconds"] > 0
     assert d["records"]["new"] == 1 and d["records"]["removed"] == 0
     assert d["records"]["kept_to_dropped"] == 0 and d["new_duplicates_of_old"] == 1
     assert len(pd.read_parquet(run / "changes.parquet")) == 1
