@@ -11,7 +11,10 @@ counted by the run's summary instead). Records are matched by `record_id`,
 which is a hash of where the record was found (`transforms.records`), so the
 same file member has the same id every night. Every join is a CoGroupByKey on
 the engine: no worker holds more than one record's (or one pair's, or one
-group's counts) rows, so two runs of any size can be compared.
+group's counts) rows, so two runs of any size can be compared. The
+per-element functions (`statuses_of`, `classify`, `new_with_old`,
+`pair_keys`, `pair_facts`, `as_counts`) are public: the launcher runs them
+itself for small runs (`pipelines.diff_pipeline.diff_in_process`).
 """
 
 from __future__ import annotations
