@@ -153,3 +153,27 @@ def test_cli_diff_refuses_an_unpublished_folder(tmp_path, capsys):
     (tmp_path / "out" / "B" / "_SUCCESS").unlink()
     assert cli.exit_code(["diff", a, b]) == 2
     assert "is not a published run folder" in capsys.readouterr().err
+
+
+def test_diff_job_and_stable_keepers_translate_for_dataflow(tmp_path):
+    """The diff job and the mine job reading the previous keep table ship to Dataflow.
+
+    ReadFromParquet lists its pattern while the graph is built (gs:// would need
+    credentials): local planted runs stand in; the outputs go to gs://.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines import diff_pipeline, mine_pipeline
+    from tests.pipelines.test_dataflow_graph import DRY_RUN, STAGING, _config, _dry_run, _labels
+
+    a, b = planted(tmp_path)
+    proto, _ = _dry_run(diff_pipeline.build_pipeline(a, b, f"{STAGING}/_diff",
+                                                     PipelineOptions(DRY_RUN)))
+    assert {"BeforeStatuses", "AfterStatuses", "DiffRecords", "DiffPairs", "WriteChanges",
+            "CountFacts", "WriteDiffCounts"} <= _labels(proto)
+    pipeline = mine_pipeline.build_pipeline(
+        _config().replace(keeper_policy="stable"), f"{STAGING}/embeddings/*.parquet", STAGING,
+        PipelineOptions(DRY_RUN), previous_keep=f"{a}/keep.parquet")
+    proto, _ = _dry_run(pipeline)
+    assert {"ReadPreviousKeep", "BuildGroups/PreviousKept", "BuildGroups/LabelMembers"} <= (
+        _labels(proto))
