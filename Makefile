@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test test-all bench bench-embed bench-int8 bench-mine bench-query lint clean run-dataflow
+.PHONY: install demo test test-all bench bench-embed bench-int8 bench-mine bench-query bench-nightly lint clean run-dataflow
 .PHONY: report-screenshot
 
 install: $(STAMP)
@@ -53,6 +53,9 @@ REPORT_PNG ?= docs/report.png
 report-screenshot: install
 	@ls demo-output/runs/*/report.html >/dev/null 2>&1 || $(MAKE) demo
 	$(PY) -m tools.report.browser "$$(ls -t demo-output/runs/*/report.html | head -1)" $(REPORT_PNG)
+
+bench-nightly: install
+	$(PY) bench/nightly.py
 
 # The whole job on Google Cloud Dataflow: inputs and outputs on gs://.
 # Optional: INPUT, OUTPUT, MODEL (hub name or gs:// folder), IMAGE (a worker

@@ -10,6 +10,7 @@
     clipdedup report out/<run>                             # (re)write its report.html
     clipdedup calibrate --run out/<run> --out sheet/        # pairs to label, per score band
     clipdedup evaluate --run out/<run> --labels sheet/sheet.csv   # P/R against the labels
+    clipdedup diff out/<run_a> out/<run_b>                 # what changed between two runs
     clipdedup clean --output out/                          # staging folders of failed runs
     clipdedup demo                                         # sample data, end to end
 
@@ -17,6 +18,8 @@ Flags this parser does not know (`--runner`, `--direct_num_workers`, Dataflow
 flags) go unchanged to Beam's `PipelineOptions`, once Beam's own option parsers
 have accepted them (`pipelines/beam_flags.py`): a flag neither knows is an
 error. User and data errors end in one line, `clipdedup: error: ...`, exit 2.
+With `--fail-on-alert`, a published run (or a diff) that breaches an alert
+limit exits 3 (`pipelines.alerts`).
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ import traceback
 
 from pipelines.config import MODES, Config, load_config
 from tools import calibrate, check_backend, compare, evaluate, query
+from tools import diff as nightly_diff
 from tools.report import command as report_command
 
 log = logging.getLogger("clipdedup")
 
-BEAM_COMMANDS = ("run", "embed", "mine", "demo", "report")  # the ones whose leftover flags go to Beam
+BEAM_COMMANDS = ("run", "embed", "mine", "demo", "report", "diff")  # the ones whose leftover flags go to Beam
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +56,10 @@ def _add_common(p: argparse.ArgumentParser, stage_flags: bool = True) -> None:
     p.add_argument("--duplicate-threshold", type=float)
     p.add_argument("--near-duplicate-threshold", type=float)
     p.add_argument("--mode", choices=MODES, help="mining mode")
+    p.add_argument("--previous", dest="previous", metavar="RUN",
+                   help="the previous published run: changes.parquet and summary.json `diff`")
+    p.add_argument("--fail-on-alert", action="store_true",
+                   help="exit 3 when the published run breaches an alert limit")
     if stage_flags:
         p.add_argument("--input", nargs="+", action="extend", dest="inputs", metavar="INPUT",
                        help="globs or directories of tar shards, Parquet or image files; "
@@ -99,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_command.add_parser(sub)
     evaluate.add_parser(sub)
     calibrate.add_parser(sub)
+    nightly_diff.add_parser(sub)
     clean = sub.add_parser("clean", help="remove staging folders of failed or killed runs")
     clean.add_argument("--output", required=True, help="the folder (or gs:// prefix) of the runs")
     clean.add_argument("--run-id", help="only this run id (default: every run id)")
@@ -184,20 +193,25 @@ def run(argv: list[str] | None = None) -> int:
         return calibrate.run(args)
     if args.command == "clean":
         return _clean(args)
+    if args.command == "diff":
+        return nightly_diff.run(args, beam_args)
     if args.command == "demo":
         from tools.demo import run_demo
         return run_demo(args.output, args.data, beam_args)
 
+    from pipelines import alerts
     from pipelines.jobs import execute
     from pipelines.summary_text import print_summary
 
     config = config_from_args(args)
     summary = execute(config, beam_args, embed=args.command in ("run", "embed"),
                       mine=args.command in ("run", "mine"),
-                      embeddings=getattr(args, "embeddings", None), overwrite=args.overwrite)
+                      embeddings=getattr(args, "embeddings", None), overwrite=args.overwrite,
+                      previous=args.previous)
     print_summary(summary)
     log.debug("summary: %s", json.dumps(summary, default=str))
-    return 0
+    alerts.report(summary.get("alerts", []))
+    return alerts.exit_status(summary.get("alerts", []), args.fail_on_alert)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

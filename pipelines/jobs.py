@@ -10,10 +10,12 @@
 3. `_mine`: the mine job (`mine_pipeline`): pairs, groups and the manifest,
    all on the engine; then its part files are stream-merged (keep.txt /
    drop.txt with them) and its stats JSON read;
-4. `_report`: `report.html` beside the tables (`tools/report/`; its thumbnails
+4. with `--previous RUN`: `diff_pipeline.write_changes` (changes.parquet,
+   summary.json `diff`); then the alert limits (`alerts`, summary.json `alerts`);
+5. `_report`: `report.html` beside the tables (`tools/report/`; its thumbnails
    come from a small Beam job on the same runner); a report that fails is
    logged and noted in `summary.json`, and the run is published without it;
-5. `RunFolder.publish`: `summary.json`, the folder moved into place, `_SUCCESS`.
+6. `RunFolder.publish`: `summary.json`, the folder moved into place, `_SUCCESS`.
 
 The launcher never holds a per-record table: what it reads is footers,
 schemas and a few small JSON files.
@@ -155,8 +157,11 @@ def _embed(config: Config, model: ModelInfo, folder: RunFolder, options: Pipelin
 
 def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
           options: PipelineOptions, summary: dict,
-          exact_duplicates: str | list[str] | None = None) -> None:
+          exact_duplicates: str | list[str] | None = None, previous: str | None = None) -> None:
     """Mines pairs and builds groups and the keep/drop manifest in one Beam job.
+
+    With `keeper_policy: stable` and a previous run, its keep table is read on
+    the engine: the records it kept stay keepers while within the threshold.
 
     The launcher reads only file schemas and small stats: ids, metadata and
     pairs stay on the engine (`transforms.manifest`).
@@ -171,10 +176,14 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
     sources = ([exact_duplicates] if isinstance(exact_duplicates, str)
                else list(exact_duplicates or []))
     sources = [s for s in sources if FileSystems.exists(s)]
+    previous_keep = (FileSystems.join(previous, "keep.parquet")
+                     if previous and config.keeper_policy == "stable" else None)
+    if config.keeper_policy == "stable" and not previous:
+        log.info("keeper_policy stable without --previous: keepers by the keeper rule alone")
     started = time.monotonic()
     _run(mine_pipeline.build_pipeline(config, patterns, folder.staging, options,
                                       keeper_rule=rule, exact_duplicates=sources,
-                                      n_records=n_records))
+                                      n_records=n_records, previous_keep=previous_keep))
     summary["timings"]["mine_seconds"] = round(time.monotonic() - started, 3)
     for table in (mine_pipeline.DUPLICATES, mine_pipeline.NEAR_DUPLICATES):
         folder.merge_parts(table, schemas.PAIRS_SCHEMA)
@@ -199,7 +208,8 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
                     group_stats["rows_without_source_uri"])
     source = (sources[0] if len(sources) == 1 else sources) if sources else None
     summary["groups"] = dict(group_stats, exact_duplicates_source=source,
-                             keeper_fields_left_out=left_out)
+                             keeper_fields_left_out=left_out, keeper_policy=config.keeper_policy,
+                             previous_keepers_from=previous_keep)
     summary["counts"].update(kept=group_stats["kept"], dropped=group_stats["dropped"])
 
 
@@ -223,7 +233,8 @@ def _inspect_embeddings(config: Config, patterns: list[str]) -> tuple[str, list[
 
 
 def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: bool = True,
-            embeddings: str | list[str] | None = None, overwrite: bool = False) -> dict:
+            embeddings: str | list[str] | None = None, overwrite: bool = False,
+            previous: str | None = None) -> dict:
     """Runs the chosen stages into a new run folder and publishes it.
 
     Args:
@@ -233,6 +244,8 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
         embeddings: existing embeddings tables (each a file, folder or glob)
             when only `mine` runs.
         overwrite: replace a published run folder of the same run_id.
+        previous: the previous published run folder (read only): what changed
+            since it (and, with `keeper_policy: stable`, its keepers).
 
     Returns:
         The summary written to `summary.json`, with `run_folder` added.
@@ -244,13 +257,20 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
     from pipelines import preflight  # inputs, output, credentials: before anything is made
 
     preflight.check(config, beam_args, embed=embed, embeddings=embeddings)
+    if previous and mine:
+        from pipelines.diff_pipeline import check_run
+
+        check_run(previous)  # before hours of work, not after
     options = pipeline_options(beam_args)
     model = resolve_model(config) if embed else None  # before anything is created or read
     folder = RunFolder(config.output, config.run_id or default_run_id())
+    if previous and _same_folder(previous, folder.final):
+        raise ValueError(f"--previous {previous} is the run folder this run would replace; "
+                         "the previous run is read-only input: pass another --run-id")
     folder.start(overwrite)  # takes the run id's lock; fails fast if another run holds it
     try:
         return _run_stages(config, model, folder, options, embed=embed, mine=mine,
-                           embeddings=embeddings, overwrite=overwrite)
+                           embeddings=embeddings, overwrite=overwrite, previous=previous)
     except BaseException as exc:
         note = folder.abandon()  # an empty staging folder goes; else say where it is
         if note:
@@ -262,7 +282,8 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
 
 def _run_stages(config: Config, model: ModelInfo | None, folder: RunFolder,
                 options: PipelineOptions, *, embed: bool, mine: bool,
-                embeddings: str | list[str] | None, overwrite: bool) -> dict:
+                embeddings: str | list[str] | None, overwrite: bool,
+                previous: str | None = None) -> dict:
     """The stages of `execute`, inside a started run folder whose lock is held."""
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     summary: dict = {
@@ -285,7 +306,18 @@ def _run_stages(config: Config, model: ModelInfo | None, folder: RunFolder,
         exact_duplicates = _sibling_exact_duplicates(embeddings)
         embeddings = _as_pattern(embeddings)
     if mine:
-        _mine(config, embeddings, folder, options, summary, exact_duplicates)
+        _mine(config, embeddings, folder, options, summary, exact_duplicates,
+              previous=previous)
+        if previous:
+            from pipelines.diff_pipeline import write_changes
+
+            diff_started = time.monotonic()
+            summary["diff"] = write_changes(previous, folder.staging, summary, options,
+                                            config.diff_in_process_max_rows)
+            summary["timings"]["diff_seconds"] = round(time.monotonic() - diff_started, 3)
+    from pipelines.alerts import evaluate
+
+    summary["alerts"] = evaluate(config, summary)  # about the data: the run still publishes
     summary["timings"]["total_seconds"] = round(time.monotonic() - started, 3)
     if mine and config.report:
         _report(config, folder, options, summary, embeddings)
@@ -323,6 +355,12 @@ def _report(config: Config, folder: RunFolder, options: PipelineOptions, summary
     else:
         summary["report"] = {"written": True, "path": REPORT}
     summary["timings"]["report_seconds"] = round(time.monotonic() - started, 3)
+
+
+def _same_folder(a: str, b: str) -> bool:
+    if is_remote(a) or is_remote(b):
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _as_pattern(path: str | list[str]) -> str | list[str]:

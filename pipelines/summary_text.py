@@ -43,6 +43,16 @@ def print_summary(summary: dict, out=None) -> None:
         lines.append(f"  manifest: kept {g['kept']}, dropped {g['dropped']} (exact_copy "
                      f"{g['dropped_exact_copy']}, duplicate {g['dropped_duplicate']}, "
                      f"near_duplicate {g['dropped_near_duplicate']}) in {g['groups']} groups")
+    d = summary.get("diff")
+    if d:
+        r = d["records"]
+        lines.append(f"  since run {d['before_run']}: new {r['new']}, removed {r['removed']}, "
+                     f"kept->dropped {r['kept_to_dropped']}, dropped->kept {r['dropped_to_kept']}"
+                     f", keeper changed {r['keeper_changed']}; pairs new {d['pairs']['new']}, "
+                     f"vanished {d['pairs']['vanished']} (changes.parquet)")
+    if summary.get("alerts"):
+        lines.append(f"  ALERTS: {', '.join(a['name'] for a in summary['alerts'])} "
+                     "(one `clipdedup: alert:` line each on stderr)")
     t = summary["timings"]
     took = f"  took {t['total_seconds']:.1f} s"
     if t.get("inference_seconds") is not None:
