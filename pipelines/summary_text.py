@@ -15,6 +15,9 @@ def print_summary(summary: dict, out=None) -> None:
     lines = [f"run {summary['run_id']} published to {summary['run_folder']}"]
     if summary.get("model_is_stand_in"):
         lines.append(f"  MODEL IS A STAND-IN (random weights): {summary['model']}")
+    elif summary.get("model_kind") == "descriptor":
+        lines.append(f"  model: {summary['model']} (a descriptor, not CLIP: "
+                     f"{summary.get('embedding_dim')} values per image)")
     elif "model" in summary:
         lines.append(f"  model: {summary['model']}")
     if "records_read" in c:
