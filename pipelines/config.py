@@ -71,7 +71,7 @@ class Config:
     embedding_column: str = "embedding"
     # The model-free signal: pairs whose perceptual hashes (the embeddings table's
     # `phash`) differ in at most this many of 64 bits -> phash_pairs.parquet; -1: off.
-    phash_max_distance: int = 4
+    phash_max_distance: int = 3
     # Groups and the keep/drop manifest.
     keeper_rule: str = "-area,-file_size,record_id"  # fields: area,width,height,file_size,record_id
     drop_near_duplicates: bool = True  # False: only exact copies and duplicates are dropped
