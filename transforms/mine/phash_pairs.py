@@ -149,7 +149,7 @@ def _read_hashes(files: list[str], id_column: str) -> tuple[pa.Array, np.ndarray
         ids = ids_as_strings(table.column(id_column))
         id_parts.append(ids)
         hashes = (table.column(PHASH_COLUMN).cast(pa.int64()) if has
-                  else pa.nulls(len(ids), pa.int64()))
+                  else pa.chunked_array([pa.nulls(len(ids), pa.int64())]))
         hash_parts.append(hashes)
     if not id_parts:
         return pa.array([], pa.string()), np.empty(0, np.int64), np.empty(0, bool), 0
