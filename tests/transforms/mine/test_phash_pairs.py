@@ -1,5 +1,6 @@
 """phash pairs: the multi-index Hamming search equals brute force; the stage scores and names them."""
 
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -7,7 +8,6 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-import apache_beam as beam
 from transforms.mine.phash_pairs import PAIRS, STATS, MinePhashPairs, _flip_masks, hamming_pairs
 from transforms.schemas import embeddings_schema
 
