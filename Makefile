@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test test-all bench bench-embed bench-int8 bench-mine bench-query lint clean run-dataflow
+.PHONY: install demo test test-all bench bench-embed bench-int8 bench-mine bench-query bench-quality lint clean run-dataflow
 
 install: $(STAMP)
 
@@ -41,6 +41,9 @@ bench-int8: install
 
 bench-query: install
 	$(PY) bench/query.py
+
+bench-quality: install
+	$(PY) bench/quality.py
 
 # The whole job on Google Cloud Dataflow: inputs and outputs on gs://.
 # Optional: INPUT, OUTPUT, MODEL (hub name or gs:// folder), IMAGE (a worker
