@@ -6,10 +6,19 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tools import labelled_set, quality_metrics
 from transforms.decode import decode_image_and_hash
 from transforms.phash import hamming
+from transforms.records import DEFAULT_MAX_IMAGE_PIXELS
+
+
+@pytest.fixture(autouse=True)
+def _default_pixel_cap(monkeypatch):
+    """Decoding sets Pillow's process-wide pixel cap (other tests lower it); skimage.data opens
+    its photographs through Pillow, so they get the default back."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS)
 
 
 def _sources():

@@ -11,8 +11,16 @@ from scipy.fftpack import dct
 from tests.conftest import encode
 from transforms.decode import decode_image, decode_image_and_hash
 from transforms.phash import _DCT, as_unsigned, bits_to_int64, hamming, hash_bits, perceptual_hash
+from transforms.records import DEFAULT_MAX_IMAGE_PIXELS
 
 PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "brick", "grass", "coins")
+
+
+@pytest.fixture(autouse=True)
+def _default_pixel_cap(monkeypatch):
+    """Decoding sets Pillow's process-wide pixel cap (other tests lower it); skimage.data opens
+    its photographs through Pillow, so they get the default back."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS)
 
 
 def _photo(name: str) -> Image.Image:

@@ -148,7 +148,8 @@ def _read_hashes(files: list[str], id_column: str) -> tuple[pa.Array, np.ndarray
         table = _read_columns(path, [id_column] + ([PHASH_COLUMN] if has else []), id_column)
         ids = ids_as_strings(table.column(id_column))
         id_parts.append(ids)
-        hashes = (table.column(PHASH_COLUMN).cast(pa.int64()) if has
+        # safe=False: a uint64 column made elsewhere keeps its 64 bits (two's complement)
+        hashes = (table.column(PHASH_COLUMN).cast(pa.int64(), safe=False) if has
                   else pa.chunked_array([pa.nulls(len(ids), pa.int64())]))
         hash_parts.append(hashes)
     if not id_parts:

@@ -13,6 +13,14 @@ from pipelines.cli import exit_code
 from tests.conftest import encode, random_image
 from transforms.embed import descriptors
 from transforms.phash import hash_bits
+from transforms.records import DEFAULT_MAX_IMAGE_PIXELS
+
+
+@pytest.fixture(autouse=True)
+def _default_pixel_cap(monkeypatch):
+    """Decoding sets Pillow's process-wide pixel cap (other tests lower it); skimage.data opens
+    its photographs through Pillow, so they get the default back."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS)
 
 
 def _batch(n=6, size=64, seed=0):
