@@ -136,7 +136,8 @@ def hamming_pairs(hashes, max_distance: int, block: int = 1 << 15
     return i, j, np.bitwise_count(h[i] ^ h[j]).astype(np.int32)
 
 
-def _read_hashes(files: list[str], id_column: str) -> tuple[pa.Array, np.ndarray, np.ndarray, int]:
+def _read_hashes(files: list[str], id_column: str, embedding_column: str
+                 ) -> tuple[pa.Array, np.ndarray, np.ndarray, int]:
     """(ids sorted, hashes in that order, has-a-hash mask, files with the column)."""
     from transforms.mine.transform import _read_columns, ids_as_strings
     from transforms.parquet_open import open_parquet
@@ -145,7 +146,8 @@ def _read_hashes(files: list[str], id_column: str) -> tuple[pa.Array, np.ndarray
     for path in files:
         has = PHASH_COLUMN in open_parquet(path).schema_arrow.names
         with_column += has
-        table = _read_columns(path, [id_column] + ([PHASH_COLUMN] if has else []), id_column)
+        table = _read_columns(path, [id_column] + ([PHASH_COLUMN] if has else []), id_column,
+                              embedding_column)
         ids = ids_as_strings(table.column(id_column))
         id_parts.append(ids)
         # safe=False: a uint64 column made elsewhere keeps its 64 bits (two's complement)
@@ -214,7 +216,7 @@ class _MinePhashPairsFn(beam.DoFn):
 
         started = time.monotonic()
         files = match_files(list(patterns) if isinstance(patterns, tuple) else patterns)
-        ids, hashes, valid, with_column = _read_hashes(files, self._columns[0])
+        ids, hashes, valid, with_column = _read_hashes(files, *self._columns)
         stats = {"max_distance": self._max_distance, "files_with_phash": with_column,
                  "files": len(files), "records_with_phash": int(valid.sum()),
                  "phash_pairs": None, "both": None}
