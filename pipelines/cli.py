@@ -7,6 +7,9 @@
     clipdedup check-backend --model clip-ViT-B-32 --images data/ --backend onnx-int8
     clipdedup query --run out/<run> --image photo.jpg -k 10   # most similar images of a run
     clipdedup compare a.jpg b.jpg --run out/<run> --out diff.png   # a pair, pixel by pixel
+    clipdedup report out/<run>                             # (re)write its report.html
+    clipdedup calibrate --run out/<run> --out sheet/        # pairs to label, per score band
+    clipdedup evaluate --run out/<run> --labels sheet/sheet.csv   # P/R against the labels
     clipdedup clean --output out/                          # staging folders of failed runs
     clipdedup demo                                         # sample data, end to end
 
@@ -25,11 +28,12 @@ import sys
 import traceback
 
 from pipelines.config import MODES, Config, load_config
-from tools import check_backend, compare, query
+from tools import calibrate, check_backend, compare, evaluate, query
+from tools.report import command as report_command
 
 log = logging.getLogger("clipdedup")
 
-BEAM_COMMANDS = ("run", "embed", "mine", "demo")  # the ones whose leftover flags go to Beam
+BEAM_COMMANDS = ("run", "embed", "mine", "demo", "report")  # the ones whose leftover flags go to Beam
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     check_backend.add_parser(sub)
     query.add_parser(sub)
     compare.add_parser(sub)
+    report_command.add_parser(sub)
+    evaluate.add_parser(sub)
+    calibrate.add_parser(sub)
     clean = sub.add_parser("clean", help="remove staging folders of failed or killed runs")
     clean.add_argument("--output", required=True, help="the folder (or gs:// prefix) of the runs")
     clean.add_argument("--run-id", help="only this run id (default: every run id)")
@@ -170,6 +177,12 @@ def run(argv: list[str] | None = None) -> int:
         return query.run(args)
     if args.command == "compare":
         return compare.run(args)
+    if args.command == "report":
+        return report_command.run(args, beam_args)
+    if args.command == "evaluate":
+        return evaluate.run(args)
+    if args.command == "calibrate":
+        return calibrate.run(args)
     if args.command == "clean":
         return _clean(args)
     if args.command == "demo":

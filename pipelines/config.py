@@ -82,6 +82,12 @@ class Config:
     num_output_shards: int = 0  # 0 = let the runner decide
     max_error_fraction: float = 0.05
 
+    # Review report: report.html in the run folder (tools/report/).
+    report: bool = True  # false: none (`clipdedup report RUN` writes it later)
+    report_bands: tuple[float, ...] = (0.999, 0.98, 0.95)  # lower edges of the sampled score bands
+    report_pairs_per_band: int = 8  # pairs sampled per band
+    report_seed: int = 0  # sampling seed: same run and seed, same pictures
+
     def __post_init__(self) -> None:
         problems = []
         for field in dataclasses.fields(self):
@@ -158,6 +164,8 @@ _RANGES = {
     "recall_sample_size": _Range(0), "recall_target": _Range(0, 1), "mining_seed": _Range(0),
     "phash_max_distance": _Range(-1, 64),
     "num_output_shards": _Range(0), "max_error_fraction": _Range(0, 1),
+    "report_bands": _Range(0, 1, low_open=True), "report_pairs_per_band": _Range(0),
+    "report_seed": _Range(0),
 }
 _CHOICES = {"mode": MODES, "decode_isolation": ("none", "subprocess"),
             "decode_overlap": ("auto", True, False)}
@@ -211,8 +219,10 @@ def _checked(name: str, value: Any) -> Any:
     if name == "inputs" and value is None:
         value = ()  # `inputs:` left empty in YAML
     value = _as_type(name, value, _TYPES[name])
-    if name in _RANGES and value is not None and value not in _RANGES[name]:
-        raise ValueError(f"{name} must be {_RANGES[name]}, got {value!r}")
+    if name in _RANGES and value is not None:
+        items = value if isinstance(value, tuple) else (value,)  # a list: each item
+        if any(v not in _RANGES[name] for v in items):
+            raise ValueError(f"{name} must be {_RANGES[name]}, got {value!r}")
     return value
 
 

@@ -10,7 +10,10 @@
 3. `_mine`: the mine job (`mine_pipeline`): pairs, groups and the manifest,
    all on the engine; then its part files are stream-merged (keep.txt /
    drop.txt with them) and its stats JSON read;
-4. `RunFolder.publish`: `summary.json`, the folder moved into place, `_SUCCESS`.
+4. `_report`: `report.html` beside the tables (`tools/report/`; its thumbnails
+   come from a small Beam job on the same runner); a report that fails is
+   logged and noted in `summary.json`, and the run is published without it;
+5. `RunFolder.publish`: `summary.json`, the folder moved into place, `_SUCCESS`.
 
 The launcher never holds a per-record table: what it reads is footers,
 schemas and a few small JSON files.
@@ -296,9 +299,42 @@ def _run_stages(config: Config, model: ModelInfo | None, folder: RunFolder,
     if mine:
         _mine(config, embeddings, folder, options, summary, exact_duplicates)
     summary["timings"]["total_seconds"] = round(time.monotonic() - started, 3)
+    if mine and config.report:
+        _report(config, folder, options, summary, embeddings)
     summary["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     summary["run_folder"] = folder.publish(summary, overwrite)
+    if summary.get("report", {}).get("written"):
+        log.info("run %s: report %s", folder.run_id,
+                 FileSystems.join(summary["run_folder"], summary["report"]["path"]))
     return summary
+
+
+def _report(config: Config, folder: RunFolder, options: PipelineOptions, summary: dict,
+            embeddings: str | list[str]) -> None:
+    """Writes `report.html` into the staging folder, once every table is there.
+
+    The report only looks at the run: when it fails (an input gone, a bug, the
+    thumbnails job failing) the run's tables are still checked and complete,
+    so the run is published without it, with a loud line and the reason in
+    `summary.json` (`report.written: false`); `clipdedup report RUN` writes it
+    later. An interrupt (KeyboardInterrupt) still stops the run.
+    """
+    from tools.report.build import REPORT, ReportSettings, write_report
+
+    started = time.monotonic()
+    settings = ReportSettings(bands=config.report_bands,
+                              pairs_per_band=config.report_pairs_per_band,
+                              seed=config.report_seed)
+    try:
+        write_report(folder.staging, summary, options, settings, embeddings)
+    except Exception as exc:  # noqa: BLE001 - the report must never cost the run its tables
+        log.error("run %s: %s NOT WRITTEN (%s: %s); the tables are published without it; "
+                  "`clipdedup report <run folder>` writes it later", folder.run_id, REPORT,
+                  type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        summary["report"] = {"written": False, "error": f"{type(exc).__name__}: {exc}"}
+    else:
+        summary["report"] = {"written": True, "path": REPORT}
+    summary["timings"]["report_seconds"] = round(time.monotonic() - started, 3)
 
 
 def _as_pattern(path: str | list[str]) -> str | list[str]:

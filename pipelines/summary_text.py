@@ -57,4 +57,9 @@ def print_summary(summary: dict, out=None) -> None:
         took += (f" (embed stage {t['embed_seconds']:.1f} s, of which the model "
                  f"{t['inference_seconds']:.1f} s, summed over workers)")
     lines.append(took)
+    report = summary.get("report")
+    if report:
+        lines.append(f"  report: {summary['run_folder'].rstrip('/')}/{report['path']}"
+                     if report.get("written") else f"  report NOT written ({report['error']}); "
+                     f"`clipdedup report {summary['run_folder']}` writes it")
     print("\n".join(lines), file=out or sys.stdout)
