@@ -1,4 +1,10 @@
-"""Precision and recall of a pair signal on labelled pairs, shared by the quality bench and evaluate.
+"""Precision and recall of a pair signal on labelled pairs, for the quality bench.
+
+The counting is `clipdedup evaluate`'s own (`tools.evaluate.confusion`), so
+the bench and evaluate report the same figures for the same decisions; this
+module adds distance-type scores (`higher_is_match=False`) and a reader for
+the generated set's labels file (columns a, b, label; `evaluate` reads it
+too, through its free-text `a` / `b` columns).
 
 A labelled pair is `(a, b, label)` with label `duplicate`, `near_duplicate`
 or `different`; the first two are matches. A signal predicts a match for a
@@ -43,16 +49,10 @@ def is_match(labels: Iterable[str]) -> np.ndarray:
 
 
 def counts(predicted: Sequence[bool], truth: Sequence[bool]) -> dict:
-    """tp / fp / fn / tn and precision, recall, F1 (precision 1.0 when nothing is predicted)."""
-    p = np.asarray(predicted, bool)
-    t = np.asarray(truth, bool)
-    tp, fp = int((p & t).sum()), int((p & ~t).sum())
-    fn, tn = int((~p & t).sum()), int((~p & ~t).sum())
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "precision": precision, "recall": recall,
-            "f1": f1}
+    """tp / fp / fn / tn and precision, recall, F1 (None where a ratio has no denominator)."""
+    from tools.evaluate import confusion
+
+    return confusion(np.asarray(predicted, bool), np.asarray(truth, bool))
 
 
 def precision_recall(scores: Sequence[float], truth: Sequence[bool], threshold: float,
@@ -74,4 +74,4 @@ def sweep(scores: Sequence[float], truth: Sequence[bool],
 def best_f1(scores: Sequence[float], truth: Sequence[bool], higher_is_match: bool = True) -> dict:
     """The sweep point with the highest F1 (the strictest such threshold on ties)."""
     points = sweep(scores, truth, higher_is_match)
-    return max(points, key=lambda r: r["f1"]) if points else counts([], [])
+    return max(points, key=lambda r: r["f1"] or 0.0) if points else counts([], [])
