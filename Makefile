@@ -9,7 +9,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
 .PHONY: install demo test test-all bench bench-embed bench-int8 bench-mine bench-query bench-nightly lint clean run-dataflow
-.PHONY: report-screenshot
+.PHONY: report-screenshot bench-quality
 
 install: $(STAMP)
 
@@ -46,6 +46,9 @@ bench-int8: install
 
 bench-query: install
 	$(PY) bench/query.py
+
+bench-quality: install
+	$(PY) bench/quality.py
 
 # A PNG of the newest demo run's report.html (runs the demo first when there is
 # none); needs Debian's chromium (apt-get install -y chromium).

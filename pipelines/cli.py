@@ -64,7 +64,8 @@ def _add_common(p: argparse.ArgumentParser, stage_flags: bool = True) -> None:
         p.add_argument("--input", nargs="+", action="extend", dest="inputs", metavar="INPUT",
                        help="globs or directories of tar shards, Parquet or image files; "
                             "takes several (a shell-expanded glob) and is repeatable")
-        p.add_argument("--model", help="sentence-transformers model: hub name or folder")
+        p.add_argument("--model", help="sentence-transformers model: hub name or folder; or a "
+                       "descriptor: phash, color-histogram, hog, resnet50, vgg16 (docs/quality.md)")
         p.add_argument("--device", help="cpu or cuda")
         p.add_argument("--batch-size", type=int, help="images per forward pass; 0 = per device")
         p.add_argument("--backend", help="torch | torch-int8 | onnx-int8 (docs/throughput.md)")

@@ -70,6 +70,9 @@ class Config:
     # `mine` on a table made elsewhere: its id and vector columns.
     id_column: str = "record_id"
     embedding_column: str = "embedding"
+    # The model-free signal: pairs whose perceptual hashes (the embeddings table's
+    # `phash`) differ in at most this many of 64 bits -> phash_pairs.parquet; -1: off.
+    phash_max_distance: int = 3
     # Groups and the keep/drop manifest.
     keeper_rule: str = "-area,-file_size,record_id"  # fields: area,width,height,file_size,record_id
     drop_near_duplicates: bool = True  # False: only exact copies and duplicates are dropped
@@ -172,6 +175,7 @@ _RANGES = {
     "components_one_worker_max_records": _Range(0),
     "nprobe": _Range(1), "partitions_per_vector": _Range(1), "partition_size": _Range(1),
     "recall_sample_size": _Range(0), "recall_target": _Range(0, 1), "mining_seed": _Range(0),
+    "phash_max_distance": _Range(-1, 64),
     "num_output_shards": _Range(0), "max_error_fraction": _Range(0, 1),
     "report_bands": _Range(0, 1, low_open=True), "report_pairs_per_band": _Range(0),
     "report_seed": _Range(0),

@@ -29,6 +29,7 @@ from transforms.byte_copies import (
     SkipByteCopies,
 )
 from transforms.decode import DecodeImages
+from transforms.embed.descriptors import DescriptorHandler
 from transforms.embed.images import EmbedImages, SentenceTransformerImageHandler
 from transforms.read.files import FindChangedFiles, ListInputs, ReadRecords
 from transforms.run_checks import SummarizeRun, WriteRunTotals
@@ -40,8 +41,12 @@ EMBEDDINGS, ERRORS, SHARDS, EXACT_DUPLICATES, SKIPPED = (
 
 def build_pipeline(config: Config, staging: str, embedding_dim: int,
                    options: PipelineOptions | None = None,
-                   image_size: int = 224) -> beam.Pipeline:
-    """The unrun embed pipeline writing its tables below `staging`."""
+                   image_size: int = 224, descriptor: bool = False) -> beam.Pipeline:
+    """The unrun embed pipeline writing its tables below `staging`.
+
+    `descriptor`: `config.model` names a descriptor (`transforms.embed.descriptors`),
+    embedded by `DescriptorHandler` instead of a sentence-transformers model.
+    """
     p = beam.Pipeline(options=options or PipelineOptions([]))
     inputs = p | "MatchInputs" >> ListInputs(config.inputs)
     files = inputs["files"]
@@ -73,15 +78,18 @@ def build_pipeline(config: Config, staging: str, embedding_dim: int,
                                                 ahead=config.decode_ahead,
                                                 overlap=config.decode_overlaps,
                                                 threads=config.num_threads))
-    handler = SentenceTransformerImageHandler(config.model, config.device, config.batch_size,
-                                              config.backend, config.num_threads,
-                                              image_size=image_size)
+    if descriptor:
+        handler = DescriptorHandler(config.model, config.device, config.batch_size)
+    else:
+        handler = SentenceTransformerImageHandler(config.model, config.device, config.batch_size,
+                                                  config.backend, config.num_threads,
+                                                  image_size=image_size)
     embeddings, embed_errors = decoded.images | "EmbedImages" >> EmbedImages(
         handler, config.model)
 
     shards = config.num_output_shards
     _ = embeddings | "WriteEmbeddings" >> WriteTable(
-        staging, EMBEDDINGS, schemas.embeddings_schema(embedding_dim), shards)
+        staging, EMBEDDINGS, schemas.embeddings_schema(embedding_dim, phash=True), shards)
     failures = (decoded.errors, embed_errors) | "RecordFailures" >> beam.Flatten()
     settled = exact_pairs | "SettleCopiesOfFailures" >> SettleCopiesOfFailures(failures)
     _ = settled.pairs | "WriteExactDuplicates" >> WriteTable(

@@ -58,6 +58,7 @@ class ModelInfo:
     dim: int
     is_stand_in: bool
     image_size: int = DEFAULT_IMAGE_SIZE  # side of the square pixels the model takes
+    kind: str = "sentence-transformers"  # or "descriptor" (transforms/embed/descriptors.py)
 
 
 def resolve_model(config: Config) -> ModelInfo:
@@ -69,7 +70,12 @@ def resolve_model(config: Config) -> ModelInfo:
         ModelNotFoundError: (a FileNotFoundError) it cannot be loaded; the
             message says why and how to pass a model.
     """
+    from transforms.embed import descriptors
+
     name = config.model
+    if descriptors.is_descriptor(name):  # reserved names: phash, color-histogram, hog, CNNs
+        descriptors.check_available(name)
+        return ModelInfo(name, descriptors.DIMS[name], False, DEFAULT_IMAGE_SIZE, "descriptor")
     files = inspect_model(name)
     size = files.image_size or DEFAULT_IMAGE_SIZE
     dim = config.embedding_dim or files.dim or KNOWN_DIMS.get(name)
@@ -121,14 +127,15 @@ def _embed(config: Config, model: ModelInfo, folder: RunFolder, options: Pipelin
     # launcher never pays for it.
     from pipelines import embed_pipeline
 
-    summary.update(model=model.name, model_is_stand_in=model.is_stand_in,
+    summary.update(model=model.name, model_kind=model.kind, model_is_stand_in=model.is_stand_in,
                    embedding_dim=model.dim, image_size=model.image_size)
     if model.is_stand_in:
         log.warning("MODEL IS A STAND-IN: %s has random weights, not the real clip-ViT-B-32; "
                     "its duplicate tables are not meaningful for real data", model.name)
     started = time.monotonic()
     result = _run(embed_pipeline.build_pipeline(config, folder.staging, model.dim, options,
-                                                image_size=model.image_size))
+                                                image_size=model.image_size,
+                                                descriptor=model.kind == "descriptor"))
     summary["timings"]["embed_seconds"] = round(time.monotonic() - started, 3)
     summary["timings"]["inference_seconds"] = _inference_seconds(result)
 
@@ -194,6 +201,11 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
     summary["mining"] = stats
     summary["counts"].update(duplicates=stats["duplicates"],
                              near_duplicates=stats["near_duplicates"])
+    if config.phash_max_distance >= 0:
+        folder.merge_parts(mine_pipeline.PHASH_PAIRS, schemas.PHASH_PAIRS_SCHEMA)
+        summary["phash"] = mine_pipeline.read_stats(folder.staging, mine_pipeline.PHASH_STATS)
+        FileSystems.delete([FileSystems.join(folder.staging, mine_pipeline.PHASH_STATS + ".json")])
+        summary["counts"]["phash_pairs"] = summary["phash"]["phash_pairs"]
     problems = group_stats.pop("problems", None)
     if problems or problems is None:
         raise checks.RunCheckError("; ".join(problems or ["the mine job wrote no group stats"]))

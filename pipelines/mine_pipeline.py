@@ -7,6 +7,8 @@
     ReadRecords (ids + metadata, no vectors) -> CheckIdsUnique (before mining starts),
     ReadExactDuplicates, pairs -> BuildGroups -> WriteGroups / WriteKeep / WriteDrop /
     WriteGroupStats
+    and, with phash_max_distance >= 0, the model-free signal beside them:
+    MinePhashPairs -> WritePhashPairs / WritePhashStats
 
 Reads the output of stage 1 or embeddings made elsewhere: any Parquet table
 with an id column and a vector column (`config.id_column`,
@@ -31,6 +33,8 @@ from transforms.write import PART_PREFIX, SUFFIX, table_dir
 
 MINE_STATS = "_mine_stats"
 GROUP_STATS = "_group_stats"
+PHASH_STATS = "_phash_stats"
+PHASH_PAIRS = "phash_pairs"
 GROUPS, KEEP, DROP = "groups", "keep", "drop"
 LINE = "line"  # the keep.txt / drop.txt line of a keep / drop row, until the parts are merged
 MANIFEST_SCHEMAS = {GROUPS: schemas.GROUPS_SCHEMA,
@@ -162,6 +166,22 @@ def _build_groups(p: beam.Pipeline, config: Config, records, pairs, staging: str
     _write_json(out[STATS], "GroupStats", staging, GROUP_STATS)
 
 
+def _build_phash_pairs(p: beam.Pipeline, config: Config, patterns: list[str], staging: str) -> None:
+    """The phash_pairs part files and their stats JSON (every mining mode: one worker
+    holds ids and hashes, not vectors)."""
+    from transforms.mine.phash_pairs import PAIRS, STATS, MinePhashPairs
+
+    out = (p
+           | "PhashTable" >> beam.Create([tuple(patterns)])
+           | "MinePhashPairs" >> MinePhashPairs(config.phash_max_distance,
+                                                config.near_duplicate_threshold,
+                                                config.id_column, config.embedding_column))
+    _ = out[PAIRS] | "WritePhashPairs" >> beam.io.WriteToParquetBatched(
+        FileSystems.join(table_dir(staging, PHASH_PAIRS), PART_PREFIX),
+        schema=schemas.PHASH_PAIRS_SCHEMA, file_name_suffix=SUFFIX, num_shards=0)
+    _write_json(out[STATS], "PhashStats", staging, PHASH_STATS)
+
+
 def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging: str,
                    options: PipelineOptions | None = None, *, keeper_rule: str | None = None,
                    exact_duplicates: list[str] | None = None,
@@ -186,6 +206,8 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
     patterns = ([embeddings_pattern] if isinstance(embeddings_pattern, str)
                 else list(embeddings_pattern))
     rule = keeper_rule or config.keeper_rule
+    if config.phash_max_distance >= 0:
+        _build_phash_pairs(p, config, patterns, staging)
     records = (p
                | "EmbeddingsPatterns" >> beam.Create(patterns)
                | "ReadRecords" >> ReadRecords(config.id_column, rule))

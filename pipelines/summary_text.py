@@ -15,6 +15,9 @@ def print_summary(summary: dict, out=None) -> None:
     lines = [f"run {summary['run_id']} published to {summary['run_folder']}"]
     if summary.get("model_is_stand_in"):
         lines.append(f"  MODEL IS A STAND-IN (random weights): {summary['model']}")
+    elif summary.get("model_kind") == "descriptor":
+        lines.append(f"  model: {summary['model']} (a descriptor, not CLIP: "
+                     f"{summary.get('embedding_dim')} values per image)")
     elif "model" in summary:
         lines.append(f"  model: {summary['model']}")
     if "records_read" in c:
@@ -32,6 +35,11 @@ def print_summary(summary: dict, out=None) -> None:
         lines.append(f"  pairs: duplicates {c['duplicates']} (score >= "
                      f"{summary['duplicate_threshold']}), near-duplicates "
                      f"{c['near_duplicates']} (>= {summary['near_duplicate_threshold']})")
+    ph = summary.get("phash")
+    if ph:
+        lines.append(f"  phash pairs (Hamming <= {ph['max_distance']}): {ph['phash_pairs']}, of "
+                     f"which the embedding agrees on {ph['both']}" if ph["phash_pairs"] is not None
+                     else f"  phash pairs: none ({ph.get('note', 'no phash column')})")
     m = summary.get("mining", {})
     if m.get("mode"):
         recall = m.get("recall_sampled")

@@ -129,9 +129,15 @@ class QueryEncoder:
 
     def __init__(self, model: str, image_size: int, backend: str = "torch",
                  device: str = "cpu"):
+        from transforms.embed import descriptors
         from transforms.embed.images import SentenceTransformerImageHandler
         from transforms.embed.model_files import inspect_model
 
+        if descriptors.is_descriptor(model):  # a run made with --model phash, hog, ...
+            descriptors.check_available(model)
+            self._handler = descriptors.DescriptorHandler(model, device)
+            self._model = self._handler.load_model()
+            return
         inspect_model(model)  # a model that cannot be loaded here: one line, before torch
         self._handler = SentenceTransformerImageHandler(
             model, device, backend=backend, image_size=image_size,

@@ -14,6 +14,11 @@ a centre crop), after making the image safe and faithful:
   transparency is composited on a fixed white background;
 - animated images use frame 0.
 
+`decode_image_and_hash` also returns the image's 64-bit perceptual hash
+(`transforms.phash`), taken from the same decoded RGB image (EXIF applied,
+transparency on white) before the centre crop, so it covers the whole
+picture; `DecodeImages` uses it, and the hash reaches the embeddings table.
+
 Failures raise `DecodeError` with a stable reason code; `DecodeImages` sends
 them to its `errors` output. Only bytes already in memory are decoded here,
 so any exception is about the data, never about storage.
@@ -38,6 +43,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from transforms import records as R
 from transforms.metrics import counter
+from transforms.phash import perceptual_hash
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 BACKGROUND = (255, 255, 255)
@@ -181,6 +187,23 @@ def decode_image(data: bytes, size: int = 224, max_pixels: int = R.DEFAULT_MAX_I
         DecodeError: with reason empty_file, unsupported_format, unidentified,
             too_large, truncated or corrupt.
     """
+    pixels, w, h, _ = _decode(data, size, max_pixels, with_hash=False)
+    return pixels, w, h
+
+
+def decode_image_and_hash(data: bytes, size: int = 224,
+                          max_pixels: int = R.DEFAULT_MAX_IMAGE_PIXELS
+                          ) -> tuple[np.ndarray, int, int, int]:
+    """`decode_image` plus the pHash (int64) of the whole decoded RGB image.
+
+    Raises:
+        DecodeError: as `decode_image`.
+    """
+    return _decode(data, size, max_pixels, with_hash=True)
+
+
+def _decode(data: bytes, size: int, max_pixels: int, with_hash: bool
+            ) -> tuple[np.ndarray, int, int, int | None]:
     with decode_errors():
         img = open_image(data, max_pixels)
         w, h = img.size
@@ -194,10 +217,12 @@ def decode_image(data: bytes, size: int = 224, max_pixels: int = R.DEFAULT_MAX_I
                 w, h = h, w
         except Exception:  # noqa: BLE001 - malformed EXIF: keep pixels as stored
             counter("exif_unreadable").inc()
-        pixels = np.asarray(_resize_and_crop(to_rgb(img), size), dtype=np.uint8)
+        rgb = to_rgb(img)
+        phash = perceptual_hash(rgb) if with_hash else None
+        pixels = np.asarray(_resize_and_crop(rgb, size), dtype=np.uint8)
     if pixels.shape != (size, size, 3):
         raise DecodeError(R.CORRUPT, f"decoded to unexpected shape {pixels.shape}")
-    return pixels, w, h
+    return pixels, w, h, phash
 
 
 ISOLATION_MODES = ("none", "subprocess")
@@ -208,9 +233,12 @@ class Decoded(NamedTuple):
     errors: beam.PCollection  # error rows
 
 
+# A decoder returns (pixels, width, height) or (pixels, width, height, phash).
+Decoder = Callable[..., tuple]
+
+
 class _DecodeFn(beam.DoFn):
-    def __init__(self, size: int, max_pixels: int,
-                 decoder: Callable[..., tuple[np.ndarray, int, int]] = decode_image):
+    def __init__(self, size: int, max_pixels: int, decoder: Decoder = decode_image_and_hash):
         self._size = size
         self._max_pixels = max_pixels
         self._decoder = decoder
@@ -221,11 +249,11 @@ class _DecodeFn(beam.DoFn):
     def _decode(self, record: R.ImageRecord):
         """The one output of `record`: a DecodedImage, or a tagged error row."""
         try:
-            pixels, w, h = self._decoder(record.data, self._size, self._max_pixels)
+            pixels, w, h, *phash = self._decoder(record.data, self._size, self._max_pixels)
         except DecodeError as exc:
             return beam.pvalue.TaggedOutput(
                 "errors", R.record_error(record, R.DECODE, exc.reason, exc.message))
-        return R.DecodedImage(record.without_data(), w, h, pixels)
+        return R.DecodedImage(record.without_data(), w, h, pixels, phash[0] if phash else None)
 
 
 def _counted(out):
@@ -253,8 +281,7 @@ class _DecodeAheadFn(_DecodeFn):
       (a few percent faster on 2 cores: docs/throughput.md).
     """
 
-    def __init__(self, size: int, max_pixels: int,
-                 decoder: Callable[..., tuple[np.ndarray, int, int]], ahead: int,
+    def __init__(self, size: int, max_pixels: int, decoder: Decoder, ahead: int,
                  overlap: bool = True, threads: int = 0):
         super().__init__(size, max_pixels, decoder)
         self._ahead = ahead
@@ -324,7 +351,8 @@ class DecodeImages(beam.PTransform):
         max_pixels: images with more pixels are rejected as `too_large`.
         isolation: `none` (decode in the worker) or `subprocess`.
         timeout_s: per-image limit in `subprocess` mode (None: no limit).
-        decoder: the decoding function (tests inject hanging/crashing ones).
+        decoder: the decoding function (tests inject hanging/crashing ones);
+            one returning no hash leaves `DecodedImage.phash` None.
         ahead: with isolation `none`, decode in threads up to this many
             records ahead of the model (0: decode inline, one by one).
         overlap: with `ahead`, True decodes in one background thread while
@@ -335,7 +363,7 @@ class DecodeImages(beam.PTransform):
 
     def __init__(self, size: int = 224, max_pixels: int = R.DEFAULT_MAX_IMAGE_PIXELS, isolation: str = "none",
                  timeout_s: float | None = None,
-                 decoder: Callable[..., tuple[np.ndarray, int, int]] = decode_image,
+                 decoder: Decoder = decode_image_and_hash,
                  ahead: int = 0, overlap: bool = True, threads: int = 0):
         super().__init__()
         if isolation not in ISOLATION_MODES:

@@ -99,6 +99,7 @@ class DecodedImage:
     width: int  # of the original image, after EXIF orientation
     height: int
     pixels: np.ndarray
+    phash: int | None = None  # 64-bit perceptual hash as int64 (transforms.phash)
 
 
 def error_row(stage: str, reason: str, message: str, *, source_uri: str,

@@ -22,11 +22,24 @@ EMBEDDING_METADATA_FIELDS = [
 ]
 
 
-def embeddings_schema(dim: int) -> pa.Schema:
-    """Schema of the embeddings table for vectors of `dim` float32 values."""
+#: The image's 64-bit perceptual hash (`transforms.phash`), its bits read as
+#: a signed integer; null only where the decoder gave none. Tables written
+#: before this column existed, and tables made elsewhere, have no `phash`:
+#: mining reads them as before and finds no phash pairs.
+PHASH_FIELD = pa.field("phash", pa.int64())
+
+
+def embeddings_schema(dim: int, phash: bool = False) -> pa.Schema:
+    """Schema of the embeddings table for vectors of `dim` float32 values.
+
+    The embed stage writes it with `phash=True` (the hash column last);
+    without, it is the schema of tables written before the column existed,
+    which the mine stage still reads.
+    """
     return pa.schema(
         EMBEDDING_METADATA_FIELDS
         + [pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False)]
+        + ([PHASH_FIELD] if phash else [])
     )
 
 
@@ -36,6 +49,21 @@ PAIRS_SCHEMA = pa.schema(
         pa.field("record_id_a", pa.string(), nullable=False),
         pa.field("record_id_b", pa.string(), nullable=False),
         pa.field("score", pa.float32(), nullable=False),
+    ]
+)
+
+#: `phash_pairs`: pairs of records whose perceptual hashes differ in at most
+#: `phash_max_distance` bits, one row per unordered pair (a < b). `score` is
+#: the cosine of their two embeddings, computed for every such pair;
+#: `signal` is `both` where that score also reaches near_duplicate_threshold
+#: (the pair is in duplicates / near_duplicates too), else `phash`.
+PHASH_PAIRS_SCHEMA = pa.schema(
+    [
+        pa.field("record_id_a", pa.string(), nullable=False),
+        pa.field("record_id_b", pa.string(), nullable=False),
+        pa.field("hamming", pa.int32(), nullable=False),
+        pa.field("score", pa.float32(), nullable=False),
+        pa.field("signal", pa.string(), nullable=False),  # phash / both
     ]
 )
 

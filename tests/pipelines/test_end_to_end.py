@@ -128,3 +128,25 @@ def test_summary_reports_the_models_own_time(published):
     local runner (one worker) a part of the embed stage's wall time."""
     t = json.loads((published / "summary.json").read_text())["timings"]
     assert 0 < t["inference_seconds"] < t["embed_seconds"]
+
+
+def test_embeddings_carry_the_phash_and_phash_pairs_name_their_signal(published):
+    from transforms.phash import hamming
+
+    emb = pd.read_parquet(published / "embeddings")
+    assert emb["phash"].dtype == np.int64 and emb["phash"].notna().all()
+    by_key = {os.path.basename(k): h for k, h in zip(emb["key"], emb["phash"])}
+    assert by_key["six.png"] == by_key["six-again.png"]  # same pixels, other bytes
+    pairs = pd.read_parquet(published / "phash_pairs.parquet")
+    assert (pairs["record_id_a"] < pairs["record_id_b"]).all()
+    assert (pairs["hamming"] <= 3).all() and set(pairs["signal"]) <= {"both", "phash"}
+    assert ((pairs["signal"] == "both") == (pairs["score"] >= 0.95)).all()
+    h = dict(zip(emb["record_id"], emb["phash"]))
+    assert all(hamming(h[a], h[b]) == d
+               for a, b, d in zip(pairs["record_id_a"], pairs["record_id_b"], pairs["hamming"]))
+    keys = dict(zip(emb["record_id"], emb["key"].map(os.path.basename)))
+    found = {frozenset((keys[a], keys[b])) for a, b in zip(pairs["record_id_a"], pairs["record_id_b"])}
+    assert frozenset(("six.png", "six-again.png")) in found
+    summary = json.loads((published / "summary.json").read_text())
+    assert summary["counts"]["phash_pairs"] == len(pairs) == summary["phash"]["phash_pairs"]
+    assert summary["model_kind"] == "sentence-transformers"

@@ -167,7 +167,8 @@ class _EncodeFallback:
 
 def _meta(image: R.DecodedImage) -> tuple:
     r = image.record
-    return (r.record_id, r.source_uri, r.key, r.sha256, image.width, image.height, r.file_size)
+    return (r.record_id, r.source_uri, r.key, r.sha256, image.width, image.height, r.file_size,
+            image.phash)
 
 
 class _ToEmbeddingRowFn(beam.DoFn):
@@ -179,12 +180,13 @@ class _ToEmbeddingRowFn(beam.DoFn):
         self._progress = Progress("embed")
 
     def process(self, keyed: tuple[tuple, PredictionResult]):
-        (record_id, source_uri, key, sha256, width, height, file_size), result = keyed
+        (record_id, source_uri, key, sha256, width, height, file_size, phash), result = keyed
         counter("embedded").inc()
         self._progress.add()
         yield {"record_id": record_id, "source_uri": source_uri, "key": key, "sha256": sha256,
                "width": width, "height": height, "file_size": file_size,
-               "model": self._model_name, "embedding": result.inference.tolist()}
+               "model": self._model_name, "embedding": result.inference.tolist(),
+               "phash": phash}
 
 
 def _failed_batch_to_errors(failure):
@@ -198,8 +200,9 @@ def _failed_batch_to_errors(failure):
 class EmbedImages(beam.PTransform):
     """`DecodedImage` -> embeddings rows (main) and error rows (`errors`).
 
-    Rows follow `schemas.embeddings_schema(dim)`; `model` is the name the
-    user gave, so tables from different models never mix unnoticed.
+    Rows follow `schemas.embeddings_schema(dim, phash=True)`; `model` is the
+    name the user gave, so tables from different models never mix unnoticed;
+    `phash` is the decode stage's perceptual hash of the image.
     """
 
     def __init__(self, handler: ModelHandler, model_name: str):

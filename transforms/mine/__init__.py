@@ -13,6 +13,8 @@
   when one machine is not enough; used by the pipeline, not by `mine_pairs`.
 - `auto`: exact below `approximate_min_n` rows, approximate from there on.
 
+`phash_pairs.py` is the model-free signal beside them: pairs within a Hamming
+distance of the decode stage's perceptual hashes (`MinePhashPairs`).
 `transform.py` is the stage itself (`MinePairs`: the embeddings table in,
 pair tables out); groups, keepers and the keep/drop manifest are the next
 stage, `transforms/manifest/`.
