@@ -32,13 +32,12 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from transforms.embed.model_files import INFERENCE_NAMESPACE, ModelNotFoundError
+from transforms.embed.model_files import ModelNotFoundError
+from transforms.embed.pixel_handler import PixelsHandler
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +178,7 @@ def check_available(name: str) -> None:
         cnn_weights(name)
 
 
-class DescriptorHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
+class DescriptorHandler(PixelsHandler):
     """RunInference handler: uint8 [S, S, 3] pixels -> a descriptor's unit vectors.
 
     Args:
@@ -201,17 +200,6 @@ class DescriptorHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
             return _CnnEncoder(self._name, cnn_weights(self._name), self._device)
         return _NumpyEncoder(_FUNCTIONS[self._name])
 
-    def run_inference(self, batch: Sequence[np.ndarray], model,
-                      inference_args: dict[str, Any] | None = None
-                      ) -> Iterable[PredictionResult]:
-        vectors = model.encode_pixels(np.stack(batch))
-        return [PredictionResult(x, v) for x, v in zip(batch, vectors)]
-
-    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
-        return sum(x.nbytes for x in batch)
-
     def batch_elements_kwargs(self) -> dict[str, Any]:
         return {"min_batch_size": 1, "max_batch_size": self._batch_size}
 
-    def get_metrics_namespace(self) -> str:
-        return INFERENCE_NAMESPACE

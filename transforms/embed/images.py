@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -30,7 +30,8 @@ from apache_beam.ml.inference.base import (
 
 from transforms import records as R
 from transforms.embed import allocator
-from transforms.embed.model_files import INFERENCE_NAMESPACE, is_remote
+from transforms.embed.model_files import is_remote
+from transforms.embed.pixel_handler import PixelsHandler
 from transforms.metrics import Progress, counter
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def copy_model_to_local(remote_dir: str, local_dir: str) -> str:
     return local_dir
 
 
-class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any]):
+class SentenceTransformerImageHandler(PixelsHandler):
     """RunInference handler: uint8 [S, S, 3] pixels -> unit float32 vectors.
 
     The model is always loaded with `SentenceTransformer(model_name_or_path)`
@@ -122,24 +123,10 @@ class SentenceTransformerImageHandler(ModelHandler[np.ndarray, np.ndarray, Any])
                              f"{self._image_size}x{self._image_size}")
         return encoder
 
-    def run_inference(self, batch: Sequence[np.ndarray], model,
-                      inference_args: dict[str, Any] | None = None
-                      ) -> Iterable[PredictionResult]:
-        # A method call, not isinstance: `model` may be a proxy to a model
-        # shared across processes (share_across_processes).
-        vectors = model.encode_pixels(np.stack(batch))
-        return [PredictionResult(x, v) for x, v in zip(batch, vectors)]
-
-    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
-        return sum(x.nbytes for x in batch)
-
     def batch_elements_kwargs(self) -> dict[str, Any]:
         # Fixed-size batches: a full batch per forward pass; the last batch of
         # a bundle is flushed smaller.
         return {"min_batch_size": self._batch_size, "max_batch_size": self._batch_size}
-
-    def get_metrics_namespace(self) -> str:
-        return INFERENCE_NAMESPACE
 
     def share_model_across_processes(self) -> bool:
         return self._share_across_processes
