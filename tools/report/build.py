@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -283,6 +284,37 @@ def _shards_section(d: dict) -> str:
     return "".join(out)
 
 
+def read_evaluation(folder: str) -> dict:
+    """`evaluation.json` and `pr_curve.png` of `clipdedup evaluate --out folder`."""
+    with FileSystems.open(_join(folder, "evaluation.json")) as f:
+        evaluation = json.loads(f.read())
+    with FileSystems.open(_join(folder, "pr_curve.png")) as f:
+        evaluation["pr_curve_png"] = f.read()
+    return evaluation
+
+
+def _evaluation_section(e: dict) -> str:
+    out = ['<section id="evaluation"><h2>Against labelled pairs</h2>',
+           f"<p class='note'>{e['label_counts']['evaluated']:,} labelled pairs from "
+           f"{P.esc(str(e['labels']))} (`clipdedup evaluate`); "
+           f"{e['label_counts']['unresolved_pairs']:,} name images this run does not hold."
+           "</p>"]
+    if e.get("model_is_stand_in"):
+        out.append("<p class='standin'>STAND-IN MODEL: these figures mean nothing</p>")
+    rows = [[P.esc(name.replace("_", " ")), _fmt(m.get("precision")), _fmt(m.get("recall")),
+             _fmt(m.get("f1"))] for name, m in e["at_run_thresholds"].items()]
+    out.append(P.table(["at the run's thresholds", "precision", "recall", "F1"], rows,
+                       {1, 2, 3}))
+    for name, s in (e.get("suggested") or {}).items():
+        if s:
+            out.append(f"<p>lowest {P.esc(name.replace('_', ' '))} meeting precision "
+                       f"{e['target_precision']:g}: {_fmt(s.get('threshold'))}</p>")
+    out.append(f'<img class="curve" alt="precision-recall curve" '
+               f'src="{P.data_uri(e["pr_curve_png"], "image/png")}">')
+    out.append("</section>")
+    return "".join(out)
+
+
 def render(d: dict) -> str:
     """The page of what `collect` returned."""
     s, pairs = d["summary"], d["pairs"]
@@ -303,6 +335,8 @@ def render(d: dict) -> str:
                     "dashed: band edges.</p></section>")
     sections += [_band_sections(d), _groups_section(d), _errors_section(d), _copies_section(d),
                  _shards_section(d)]
+    if d.get("evaluation"):
+        sections.append(_evaluation_section(d["evaluation"]))
     st = d["settings"]
     sections.append(f"<footer class='note'><p>Sampling: seed {st.seed}; bands "
                     f"{P.esc(', '.join(b.label() for b in pairs.bands))}. Every table of the "
@@ -312,7 +346,8 @@ def render(d: dict) -> str:
 
 def write_report(folder: str, summary: dict, options=None,
                  settings: ReportSettings | None = None,
-                 embeddings: str | list[str] | None = None) -> str:
+                 embeddings: str | list[str] | None = None,
+                 evaluation: str | None = None) -> str:
     """Writes `<folder>/report.html` for the run whose tables are in `folder`.
 
     Args:
@@ -322,6 +357,8 @@ def write_report(folder: str, summary: dict, options=None,
         settings: bands, caps and seed.
         embeddings: the embeddings table (file, folder or glob) that locates
             the pairs' records; default `<folder>/embeddings`.
+        evaluation: a `clipdedup evaluate --out` folder whose figures and
+            precision-recall curve the page shows.
 
     Returns:
         The report's path.
@@ -330,6 +367,8 @@ def write_report(folder: str, summary: dict, options=None,
     settings = settings or ReportSettings()
     embeddings = embeddings or _join(folder, "embeddings")
     data = collect(folder, summary, settings, embeddings, options)
+    if evaluation:
+        data["evaluation"] = read_evaluation(evaluation)
     text = render(data)
     target, tmp = _join(folder, REPORT), _join(folder, REPORT + ".tmp")
     with FileSystems.create(tmp) as f:

@@ -1,7 +1,7 @@
 """`clipdedup report RUN`: (re)writes `report.html` of a published run folder.
 
     clipdedup report out/<run_id> [--seed 0] [--bands 0.999,0.98,0.95] \
-        [--pairs-per-band 8] [Beam flags, e.g. --runner DataflowRunner ...]
+        [--pairs-per-band 8] [--evaluation EVAL_DIR] [Beam flags, e.g. --runner DataflowRunner ...]
 
 The bands, pairs per band and seed default to the run's own config (its
 `summary.json`); the thumbnails job runs on the runner the Beam flags name
@@ -58,7 +58,7 @@ def run(args, beam_args: list[str]) -> int:
                   not summary.get("embeddings_source") else
                   _as_pattern(summary["embeddings_source"]))
     print(write_report(folder, summary, pipeline_options(beam_args), settings_for(summary, args),
-                       embeddings))
+                       embeddings, evaluation=args.evaluation))
     return 0
 
 
@@ -69,4 +69,7 @@ def add_parser(sub) -> None:
                                    "(default: the run's report_bands)")
     p.add_argument("--pairs-per-band", type=int, help="pairs sampled per band")
     p.add_argument("--seed", type=int, help="sampling seed (default: the run's report_seed)")
+    p.add_argument("--evaluation", metavar="DIR",
+                   help="a `clipdedup evaluate --out` folder: its figures and precision-recall "
+                        "curve go into the report")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")

@@ -40,8 +40,8 @@ svg text { font-size: 11px; font-family: system-ui, sans-serif; }
 """
 
 
-def data_uri(jpeg: bytes) -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+def data_uri(data: bytes, mime: str = "image/jpeg") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
 def figure(thumb: dict | None, lines: list[str], css: str = "") -> str:
