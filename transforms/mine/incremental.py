@@ -49,11 +49,15 @@ def read_pair_tables(path: str):
 def _carry(table: pa.Table, not_carried: list[str], duplicate_threshold: float,
            near_duplicate_threshold: float):
     gone = pa.array(not_carried, pa.string())
+    # Compared as float32, as numpy compares the float32 scores of a full run (NEP 50):
+    # a score that equals a threshold in float32 lands on the same side.
+    near = pa.scalar(near_duplicate_threshold, pa.float32())
+    dup = pa.scalar(duplicate_threshold, pa.float32())
     keep = pc.and_(pc.invert(pc.or_(pc.is_in(table["record_id_a"], value_set=gone),
                                     pc.is_in(table["record_id_b"], value_set=gone))),
-                   pc.greater_equal(table["score"], near_duplicate_threshold))
+                   pc.greater_equal(table["score"], near))
     table = table.filter(keep)
-    is_dup = pc.greater_equal(table["score"], duplicate_threshold)
+    is_dup = pc.greater_equal(table["score"], dup)
     for tag, rows in ((DUPLICATES, table.filter(is_dup)),
                       (NEAR_DUPLICATES, table.filter(pc.invert(is_dup)))):
         if rows.num_rows:
