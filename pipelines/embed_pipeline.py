@@ -7,6 +7,9 @@
     errors of every stage -> WriteErrors; shard status -> WriteShards;
     paths found but not read -> WriteSkipped
     shard, error, embedding, copy and skipped rows -> SummarizeRun -> WriteRunTotals
+    (incremental night) SplitUnchangedFiles before IndexRecords; the previous run's
+    rows of unchanged files join the records, errors and shards; ReuseEmbeddings
+    (by sha256) replaces SkipByteCopies with OnlyUnseenContent (docs/nightly.md)
 
 Files are read twice: a cheap index pass (hashing, no bytes kept) finds byte
 copies, so the embedding pass decodes and embeds each distinct image once

@@ -12,6 +12,10 @@
    drop.txt with them) and its stats JSON read;
 4. `RunFolder.publish`: `summary.json`, the folder moved into place, `_SUCCESS`.
 
+An incremental night (`previous` / `incremental`) first finds the run it builds
+on (`pipelines.previous_run`, its summary only), gives it to both jobs, and
+says in `summary.json` `incremental` what was reused and what was done again.
+
 The launcher never holds a per-record table: what it reads is footers,
 schemas and a few small JSON files.
 """

@@ -4,7 +4,8 @@ One chain of nights over a growing folder of tar shards, each night beside a
 full run of the same files (exact mode):
     n1: A (a full run: nothing published yet)
     n2: A + B (B has a new image, a byte copy of an old one, an edit of an old one)
-    n3: A + B - a1.tar + C (C holds a byte copy of an image that left with a1.tar)
+    n3: A + B - a1.tar + C (C holds a byte copy of an image that left with a1.tar;
+        p0.parquet another)
     n4: a0.tar rewritten
 then, on n4: a night with another model, one with a lowered threshold, and one
 killed mid-way.
@@ -22,7 +23,7 @@ import pytest
 
 from pipelines.cli import exit_code
 from pipelines.previous_run import latest_published
-from tests.conftest import encode, random_image, write_tar
+from tests.conftest import encode, random_image, write_parquet_images, write_tar
 
 MINING = ["--mode", "exact", "--duplicate-threshold", "0.995", "--near-duplicate-threshold",
           "0.97", "--max-error-fraction", "0.3", "-q"]
@@ -85,6 +86,7 @@ def nights(tmp_path_factory, tiny_model):
     write_tar(str(data / "a1.tar"), [(f"{i}.jpg", j[i]) for i in range(3, 6)])
     (data / "a2.jpg").write_bytes(j[6])
     (data / "broken.jpg").write_bytes(j[7][:150])  # a carried error row
+    write_parquet_images(str(data / "p0.parquet"), [j[11], j[3]])  # j[3] is in a1.tar too
     runs = {"n1": _run(data, out, "n1", tiny_model, "--incremental")}
 
     write_tar(str(data / "b0.tar"), [("new.jpg", j[8]), ("copy-of-0.jpg", j[0]),
@@ -114,7 +116,7 @@ def test_night2_embeds_only_the_new_content_and_reads_no_unchanged_file(nights):
     assert not night["reembedded_in_full"] and not night["remined_in_full"]
     # b0.tar only; two distinct new images (the new one twice, the edit); the byte
     # copy of an old image reuses its vector
-    assert night["files_read"] == 1 and night["files_carried"] == 4
+    assert night["files_read"] == 1 and night["files_carried"] == 5
     assert night["embedded"] == 2
     assert nights["runs"]["n1"]["incremental"]["reembed_reason"] == "no previous run"
 
