@@ -212,11 +212,16 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
     group_stats = mine_pipeline.read_stats(folder.staging, mine_pipeline.GROUP_STATS)
     FileSystems.delete([FileSystems.join(folder.staging, name + ".json")
                         for name in (mine_pipeline.MINE_STATS, mine_pipeline.GROUP_STATS)])
-    summary["mining"] = stats
-    if stats.get("incremental"):
+    if stats.get("incremental"):  # the tables' totals, from the merged files' footers
+        from transforms.parquet_open import open_parquet
+
+        stats.update({table: open_parquet(folder.path(f"{table}.parquet")).metadata.num_rows
+                      for table in (mine_pipeline.DUPLICATES, mine_pipeline.NEAR_DUPLICATES)})
+        stats["pairs_carried"] = stats["duplicates"] + stats["near_duplicates"] - stats["pairs_new"]
         summary["incremental"].update(pairs_carried=stats["pairs_carried"],
                                       pairs_new=stats["pairs_new"],
                                       embeddings_new_to_mining=stats["embeddings_new"])
+    summary["mining"] = stats
     summary["counts"].update(duplicates=stats["duplicates"],
                              near_duplicates=stats["near_duplicates"])
     problems = group_stats.pop("problems", None)

@@ -217,26 +217,10 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
     return p
 
 
-def _ids(p: beam.Pipeline, pattern: str, label: str):
-    """A small id table of the embed job, as one list (a side input)."""
-    return (p
-            | f"Read{label}" >> beam.io.ReadFromParquet(pattern, columns=["record_id"],
-                                                       validate=False)
-            | f"{label}Ids" >> beam.Map(lambda row: row["record_id"])
-            | f"{label}List" >> beam.combiners.ToList())
-
-
-def _pair_count(tables, label: str):
-    return (tables
-            | f"{label}Rows" >> beam.Map(lambda t: t.num_rows)
-            | f"Sum{label}" >> beam.CombineGlobally(sum))
-
-
-def _incremental_stats(new: dict, carried: int, duplicates: int, near_duplicates: int,
-                       mode_requested: str) -> dict:
-    return dict(new, mode_requested=mode_requested, incremental=True, pairs_carried=carried,
-                duplicates=duplicates, near_duplicates=near_duplicates,
-                recall_sampled=1.0, recall_exact=True)
+def _incremental_stats(new: dict, mode_requested: str) -> dict:
+    """The new pairs' stats; the launcher adds the table totals (from the footers)."""
+    return dict(new, mode_requested=mode_requested, incremental=True, recall_sampled=1.0,
+                recall_exact=True)
 
 
 def _mine_incremental(p: beam.Pipeline, config: Config, table, incremental: dict[str, str]):
@@ -244,29 +228,21 @@ def _mine_incremental(p: beam.Pipeline, config: Config, table, incremental: dict
     from transforms.mine.incremental import CarryPairs, MineNewAgainstAll
 
     new = table | "MineNewAgainstAll" >> MineNewAgainstAll(
-        _ids(p, incremental["new_ids"], "NewToMining"),
-        config.duplicate_threshold, config.near_duplicate_threshold, config.block_size,
-        config.id_column, config.embedding_column)
+        incremental["new_ids"], config.duplicate_threshold, config.near_duplicate_threshold,
+        config.block_size, config.id_column, config.embedding_column)
     previous = incremental["previous"]
     carried = (p
                | "PreviousPairTables" >> beam.Create(
                    [FileSystems.join(previous, f"{tag}.parquet")
                     for tag in (DUPLICATES, NEAR_DUPLICATES)])
-               | "CarryPairs" >> CarryPairs(
-                   _ids(p, incremental["not_carried"], "NotCarried"),
-                   config.duplicate_threshold, config.near_duplicate_threshold))
+               | "CarryPairs" >> CarryPairs(incremental["not_carried"],
+                                            config.duplicate_threshold,
+                                            config.near_duplicate_threshold))
     out = {}
     for tag, label in ((DUPLICATES, "Duplicates"), (NEAR_DUPLICATES, "NearDuplicates")):
         out[tag] = (new[tag], carried[tag]) | f"All{label}" >> beam.Flatten()
-    carried_rows = ((carried[DUPLICATES], carried[NEAR_DUPLICATES])
-                    | "CarriedTables" >> beam.Flatten())
     out[STATS] = new[STATS] | "IncrementalStats" >> beam.Map(
-        _incremental_stats,
-        carried=beam.pvalue.AsSingleton(_pair_count(carried_rows, "Carried")),
-        duplicates=beam.pvalue.AsSingleton(_pair_count(out[DUPLICATES], "Duplicates")),
-        near_duplicates=beam.pvalue.AsSingleton(_pair_count(out[NEAR_DUPLICATES],
-                                                            "NearDuplicates")),
-        mode_requested=config.mode)
+        _incremental_stats, mode_requested=config.mode)
     return out
 
 

@@ -39,6 +39,16 @@ from transforms.schemas import PAIRS_SCHEMA
 log = logging.getLogger(__name__)
 
 
+def read_ids(pattern: str) -> pa.Array:
+    """The `record_id` column of the small id tables the embed job wrote (on the engine)."""
+    from transforms.mine.transform import match_files
+
+    parts = [open_parquet(path).read(columns=["record_id"]).column("record_id")
+             for path in match_files(pattern)]
+    return pa.chunked_array([c for part in parts for c in part.chunks], pa.string()
+                            ).combine_chunks()
+
+
 def read_pair_tables(path: str):
     """A pair table (one Parquet file), a row group at a time."""
     pf = open_parquet(path)
@@ -46,9 +56,8 @@ def read_pair_tables(path: str):
         yield pf.read_row_group(group).select(PAIRS_SCHEMA.names).cast(PAIRS_SCHEMA)
 
 
-def _carry(table: pa.Table, not_carried: list[str], duplicate_threshold: float,
+def _carry(table: pa.Table, gone: pa.Array, duplicate_threshold: float,
            near_duplicate_threshold: float):
-    gone = pa.array(not_carried, pa.string())
     # Compared as float32, as numpy compares the float32 scores of a full run (NEP 50):
     # a score that equals a threshold in float32 lands on the same side.
     near = pa.scalar(near_duplicate_threshold, pa.float32())
@@ -65,27 +74,40 @@ def _carry(table: pa.Table, not_carried: list[str], duplicate_threshold: float,
             yield beam.pvalue.TaggedOutput(tag, rows)
 
 
+class _CarryFn(beam.DoFn):
+    def __init__(self, not_carried: str, duplicate_threshold: float,
+                 near_duplicate_threshold: float):
+        self._pattern = not_carried
+        self._dup = duplicate_threshold
+        self._near = near_duplicate_threshold
+        self._gone = None
+
+    def setup(self):
+        self._gone = read_ids(self._pattern)
+
+    def process(self, table: pa.Table):
+        yield from _carry(table, self._gone, self._dup, self._near)
+
+
 class CarryPairs(beam.PTransform):
     """Paths of the previous run's pair tables -> {duplicates, near_duplicates}: Arrow
     tables of the pairs whose records are both old, split at tonight's thresholds.
 
     Args:
-        not_carried: previous embedded ids whose pairs are dropped (a list, side input).
+        not_carried: pattern of the id table of previous embedded ids whose pairs are
+            dropped (read by each worker once: no side-input stage).
     """
 
-    def __init__(self, not_carried: beam.PCollection, duplicate_threshold: float,
+    def __init__(self, not_carried: str, duplicate_threshold: float,
                  near_duplicate_threshold: float):
         super().__init__()
-        self._not_carried = not_carried
-        self._dup = duplicate_threshold
-        self._near = near_duplicate_threshold
+        self._fn = _CarryFn(not_carried, duplicate_threshold, near_duplicate_threshold)
 
     def expand(self, paths: beam.PCollection[str]):
         out = (paths
                | "ReadPreviousPairs" >> beam.FlatMap(read_pair_tables)
-               | "DropNotCarried" >> beam.FlatMap(
-                   _carry, beam.pvalue.AsSingleton(self._not_carried), self._dup, self._near)
-               .with_outputs(DUPLICATES, NEAR_DUPLICATES))
+               | "DropNotCarried" >> beam.ParDo(self._fn).with_outputs(
+                   DUPLICATES, NEAR_DUPLICATES))
         return {DUPLICATES: out[DUPLICATES], NEAR_DUPLICATES: out[NEAR_DUPLICATES]}
 
 
@@ -114,18 +136,20 @@ def iter_new_pairs(vectors: np.ndarray, is_new: np.ndarray, threshold: float,
 
 
 class _MineNewFn(beam.DoFn):
-    def __init__(self, duplicate_threshold: float, near_duplicate_threshold: float,
-                 block_size: int, id_column: str, embedding_column: str, rows_per_table: int):
+    def __init__(self, new_ids: str, duplicate_threshold: float,
+                 near_duplicate_threshold: float, block_size: int, id_column: str,
+                 embedding_column: str, rows_per_table: int):
+        self._new_ids = new_ids
         self._dup = duplicate_threshold
         self._near = near_duplicate_threshold
         self._block_size = block_size
         self._columns = (id_column, embedding_column)
         self._rows = rows_per_table
 
-    def process(self, patterns, new_ids: list[str]):
+    def process(self, patterns):
         started = time.monotonic()
         ids, vectors = load_embeddings_arrow(patterns, *self._columns)
-        is_new = pc.is_in(ids, value_set=pa.array(new_ids, pa.string())).to_numpy(
+        is_new = pc.is_in(ids, value_set=read_ids(self._new_ids)).to_numpy(
             zero_copy_only=False)
         loaded = time.monotonic()
         log.info("mining %d new embeddings against %d", int(is_new.sum()), len(ids))
@@ -153,20 +177,18 @@ class MineNewAgainstAll(beam.PTransform):
     near_duplicates: Arrow tables of the pairs with a new record, stats: one dict}.
 
     Args:
-        new_ids: the ids new to mining (a list, side input); ids not in the table
-            (content that failed to decode) are ignored.
+        new_ids: pattern of the id table of the ids new to mining; ids not in the
+            embeddings table (content that failed to decode) are ignored.
     """
 
-    def __init__(self, new_ids: beam.PCollection, duplicate_threshold: float,
+    def __init__(self, new_ids: str, duplicate_threshold: float,
                  near_duplicate_threshold: float, block_size: int = 4096,
                  id_column: str = "record_id", embedding_column: str = "embedding",
                  rows_per_table: int = ROWS_PER_TABLE):
         super().__init__()
-        self._new_ids = new_ids
-        self._fn = _MineNewFn(duplicate_threshold, near_duplicate_threshold, block_size,
+        self._fn = _MineNewFn(new_ids, duplicate_threshold, near_duplicate_threshold, block_size,
                               id_column, embedding_column, rows_per_table)
 
     def expand(self, patterns: beam.PCollection):
-        return patterns | "MineNew" >> beam.ParDo(
-            self._fn, beam.pvalue.AsSingleton(self._new_ids)).with_outputs(
+        return patterns | "MineNew" >> beam.ParDo(self._fn).with_outputs(
             DUPLICATES, NEAR_DUPLICATES, STATS)

@@ -44,6 +44,6 @@ def test_no_new_rows_finds_nothing():
 def test_carry_drops_pairs_of_records_not_carried_and_resplits():
     table = pa.table({"record_id_a": ["a", "a", "b", "c"], "record_id_b": ["b", "c", "d", "d"],
                       "score": pa.array([0.999, 0.95, 0.92, 0.5], pa.float32())})
-    out = {o.tag: o.value.to_pydict() for o in _carry(table, ["d"], 0.95, 0.9)}
+    out = {o.tag: o.value.to_pydict() for o in _carry(table, pa.array(["d"]), 0.95, 0.9)}
     assert out[DUPLICATES]["record_id_b"] == ["b", "c"]  # 0.95 is a duplicate tonight
     assert NEAR_DUPLICATES not in out  # b-d names a record not carried, c-d is below
