@@ -8,7 +8,8 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test test-all bench bench-embed bench-int8 bench-mine bench-query lint clean run-dataflow
+.PHONY: install demo test test-all bench bench-embed bench-int8 bench-mine bench-query bench-nightly lint clean run-dataflow
+.PHONY: report-screenshot
 
 install: $(STAMP)
 
@@ -22,11 +23,15 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 demo: install
 	$(VENV)/bin/clipdedup demo --output demo-output
 
+# One pytest worker per core (pytest-xdist); a test file stays on one worker so its
+# module fixtures (a run of the job shared by its tests) are built once.
+PYTEST = $(PY) -m pytest -q -n auto --dist loadfile
+
 test: install
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 test-all: install
-	$(PY) -m pytest -q tests
+	$(PYTEST) tests
 
 bench: bench-mine bench-embed bench-int8 bench-query
 
@@ -41,6 +46,16 @@ bench-int8: install
 
 bench-query: install
 	$(PY) bench/query.py
+
+# A PNG of the newest demo run's report.html (runs the demo first when there is
+# none); needs Debian's chromium (apt-get install -y chromium).
+REPORT_PNG ?= docs/report.png
+report-screenshot: install
+	@ls demo-output/runs/*/report.html >/dev/null 2>&1 || $(MAKE) demo
+	$(PY) -m tools.report.browser "$$(ls -t demo-output/runs/*/report.html | head -1)" $(REPORT_PNG)
+
+bench-nightly: install
+	$(PY) bench/nightly.py
 
 # The whole job on Google Cloud Dataflow: inputs and outputs on gs://.
 # Optional: INPUT, OUTPUT, MODEL (hub name or gs:// folder), IMAGE (a worker

@@ -7,6 +7,10 @@
     clipdedup check-backend --model clip-ViT-B-32 --images data/ --backend onnx-int8
     clipdedup query --run out/<run> --image photo.jpg -k 10   # most similar images of a run
     clipdedup compare a.jpg b.jpg --run out/<run> --out diff.png   # a pair, pixel by pixel
+    clipdedup report out/<run>                             # (re)write its report.html
+    clipdedup calibrate --run out/<run> --out sheet/        # pairs to label, per score band
+    clipdedup evaluate --run out/<run> --labels sheet/sheet.csv   # P/R against the labels
+    clipdedup diff out/<run_a> out/<run_b>                 # what changed between two runs
     clipdedup clean --output out/                          # staging folders of failed runs
     clipdedup demo                                         # sample data, end to end
 
@@ -14,6 +18,8 @@ Flags this parser does not know (`--runner`, `--direct_num_workers`, Dataflow
 flags) go unchanged to Beam's `PipelineOptions`, once Beam's own option parsers
 have accepted them (`pipelines/beam_flags.py`): a flag neither knows is an
 error. User and data errors end in one line, `clipdedup: error: ...`, exit 2.
+With `--fail-on-alert`, a published run (or a diff) that breaches an alert
+limit exits 3 (`pipelines.alerts`).
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ import sys
 import traceback
 
 from pipelines.config import MODES, Config, load_config
-from tools import check_backend, compare, query
+from tools import calibrate, check_backend, compare, evaluate, query
+from tools import diff as nightly_diff
+from tools.report import command as report_command
 
 log = logging.getLogger("clipdedup")
 
-BEAM_COMMANDS = ("run", "embed", "mine", "demo")  # the ones whose leftover flags go to Beam
+BEAM_COMMANDS = ("run", "embed", "mine", "demo", "report", "diff")  # the ones whose leftover flags go to Beam
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,6 +56,10 @@ def _add_common(p: argparse.ArgumentParser, stage_flags: bool = True) -> None:
     p.add_argument("--duplicate-threshold", type=float)
     p.add_argument("--near-duplicate-threshold", type=float)
     p.add_argument("--mode", choices=MODES, help="mining mode")
+    p.add_argument("--previous", dest="previous", metavar="RUN",
+                   help="the previous published run: changes.parquet and summary.json `diff`")
+    p.add_argument("--fail-on-alert", action="store_true",
+                   help="exit 3 when the published run breaches an alert limit")
     if stage_flags:
         p.add_argument("--input", nargs="+", action="extend", dest="inputs", metavar="INPUT",
                        help="globs or directories of tar shards, Parquet or image files; "
@@ -79,8 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--incremental", action="store_true",
         help="build on the latest published run under --output: unchanged files are not "
              "read, known images not embedded, old pairs carried (README: Nightly runs)")
-    run_parser.add_argument("--previous", metavar="RUN_FOLDER",
-                            help="build on this published run folder (implies --incremental)")
     _add_common(sub.add_parser("embed", help="stage 1: images -> Parquet embeddings"))
     mine = sub.add_parser("mine", help="stage 2: Parquet embeddings -> pair tables")
     _add_common(mine, stage_flags=False)
@@ -99,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     check_backend.add_parser(sub)
     query.add_parser(sub)
     compare.add_parser(sub)
+    report_command.add_parser(sub)
+    evaluate.add_parser(sub)
+    calibrate.add_parser(sub)
+    nightly_diff.add_parser(sub)
     clean = sub.add_parser("clean", help="remove staging folders of failed or killed runs")
     clean.add_argument("--output", required=True, help="the folder (or gs:// prefix) of the runs")
     clean.add_argument("--run-id", help="only this run id (default: every run id)")
@@ -176,12 +190,21 @@ def run(argv: list[str] | None = None) -> int:
         return query.run(args)
     if args.command == "compare":
         return compare.run(args)
+    if args.command == "report":
+        return report_command.run(args, beam_args)
+    if args.command == "evaluate":
+        return evaluate.run(args)
+    if args.command == "calibrate":
+        return calibrate.run(args)
     if args.command == "clean":
         return _clean(args)
+    if args.command == "diff":
+        return nightly_diff.run(args, beam_args)
     if args.command == "demo":
         from tools.demo import run_demo
         return run_demo(args.output, args.data, beam_args)
 
+    from pipelines import alerts
     from pipelines.jobs import execute
     from pipelines.summary_text import print_summary
 
@@ -189,11 +212,12 @@ def run(argv: list[str] | None = None) -> int:
     summary = execute(config, beam_args, embed=args.command in ("run", "embed"),
                       mine=args.command in ("run", "mine"),
                       embeddings=getattr(args, "embeddings", None), overwrite=args.overwrite,
-                      previous=getattr(args, "previous", None),
+                      previous=args.previous,
                       incremental=getattr(args, "incremental", False))
     print_summary(summary)
     log.debug("summary: %s", json.dumps(summary, default=str))
-    return 0
+    alerts.report(summary.get("alerts", []))
+    return alerts.exit_status(summary.get("alerts", []), args.fail_on_alert)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

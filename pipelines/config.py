@@ -20,6 +20,7 @@ import yaml
 from transforms.records import DEFAULT_MAX_IMAGE_PIXELS
 
 MODES = ("auto", "exact", "approximate", "distributed")
+KEEPER_POLICIES = ("pure", "stable")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,12 +73,30 @@ class Config:
     # Groups and the keep/drop manifest.
     keeper_rule: str = "-area,-file_size,record_id"  # fields: area,width,height,file_size,record_id
     drop_near_duplicates: bool = True  # False: only exact copies and duplicates are dropped
+    # pure: keepers by the keeper rule alone (a full run's result); stable: with a
+    # previous run, its keepers are kept while present and within the threshold.
+    keeper_policy: str = "pure"
+    # The diff against --previous: up to this many rows in both runs' tables, computed
+    # in the launcher (a job start costs more); above, as a Beam job.
+    diff_in_process_max_rows: int = 1_000_000
+
+    # Alerts on what changed since the previous run (summary.json `alerts`); null = off.
+    alert_max_new_duplicate_share: float | None = 0.5  # new records that duplicate old ones
+    alert_max_error_rate_increase: float | None = 0.01  # error rate, absolute increase
+    alert_max_pair_count_change: float | None = 0.5  # |pairs after / before - 1|
+    alert_on_low_recall: bool = True  # sampled recall below recall_target
 
     # Outputs.
     output: str | None = "out"  # None: must be given (configs/dataflow.yaml)
     run_id: str | None = None
     num_output_shards: int = 0  # 0 = let the runner decide
     max_error_fraction: float = 0.05
+
+    # Review report: report.html in the run folder (tools/report/).
+    report: bool = True  # false: none (`clipdedup report RUN` writes it later)
+    report_bands: tuple[float, ...] = (0.999, 0.98, 0.95)  # lower edges of the sampled score bands
+    report_pairs_per_band: int = 8  # pairs sampled per band
+    report_seed: int = 0  # sampling seed: same run and seed, same pictures
 
     def __post_init__(self) -> None:
         problems = []
@@ -154,9 +173,13 @@ _RANGES = {
     "nprobe": _Range(1), "partitions_per_vector": _Range(1), "partition_size": _Range(1),
     "recall_sample_size": _Range(0), "recall_target": _Range(0, 1), "mining_seed": _Range(0),
     "num_output_shards": _Range(0), "max_error_fraction": _Range(0, 1),
+    "report_bands": _Range(0, 1, low_open=True), "report_pairs_per_band": _Range(0),
+    "report_seed": _Range(0),
+    "alert_max_new_duplicate_share": _Range(0, 1), "alert_max_error_rate_increase": _Range(0, 1),
+    "alert_max_pair_count_change": _Range(0), "diff_in_process_max_rows": _Range(0),
 }
 _CHOICES = {"mode": MODES, "decode_isolation": ("none", "subprocess"),
-            "decode_overlap": ("auto", True, False)}
+            "decode_overlap": ("auto", True, False), "keeper_policy": KEEPER_POLICIES}
 # Strings, or list items, that may not be empty.
 _NON_EMPTY = {"inputs", "image_column", "key_column", "model", "id_column", "embedding_column"}
 _TYPES = typing.get_type_hints(Config)
@@ -207,8 +230,10 @@ def _checked(name: str, value: Any) -> Any:
     if name == "inputs" and value is None:
         value = ()  # `inputs:` left empty in YAML
     value = _as_type(name, value, _TYPES[name])
-    if name in _RANGES and value is not None and value not in _RANGES[name]:
-        raise ValueError(f"{name} must be {_RANGES[name]}, got {value!r}")
+    if name in _RANGES and value is not None:
+        items = value if isinstance(value, tuple) else (value,)  # a list: each item
+        if any(v not in _RANGES[name] for v in items):
+            raise ValueError(f"{name} must be {_RANGES[name]}, got {value!r}")
     return value
 
 

@@ -10,7 +10,12 @@
 3. `_mine`: the mine job (`mine_pipeline`): pairs, groups and the manifest,
    all on the engine; then its part files are stream-merged (keep.txt /
    drop.txt with them) and its stats JSON read;
-4. `RunFolder.publish`: `summary.json`, the folder moved into place, `_SUCCESS`.
+4. with `--previous RUN`: `diff_pipeline.write_changes` (changes.parquet,
+   summary.json `diff`); then the alert limits (`alerts`, summary.json `alerts`);
+5. `_report`: `report.html` beside the tables (`tools/report/`; its thumbnails
+   come from a small Beam job on the same runner); a report that fails is
+   logged and noted in `summary.json`, and the run is published without it;
+6. `RunFolder.publish`: `summary.json`, the folder moved into place, `_SUCCESS`.
 
 An incremental night (`previous` / `incremental`) first finds the run it builds
 on (`pipelines.previous_run`, its summary only), gives it to both jobs, and
@@ -172,6 +177,9 @@ def _embed(config: Config, model: ModelInfo, folder: RunFolder, options: Pipelin
     checks.check_file_budget(totals, config.max_error_fraction)
     checks.check_error_budget(totals, config.max_error_fraction)
     FileSystems.delete([run_checks.checks_path(folder.staging)])  # summary.json has its counts
+    if night is not None:  # tonight's work apart from what was carried over
+        summary["counts"].update(files_read=night["files_read"],
+                                 images_embedded=night["embedded"])
     summary["failed_files"] = totals["failed_files"][:checks.SHOWN_FILES]
     summary["counts"].update(
         counts, files=totals["files"], files_failed=totals["files_failed"],
@@ -183,9 +191,12 @@ def _embed(config: Config, model: ModelInfo, folder: RunFolder, options: Pipelin
 
 def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
           options: PipelineOptions, summary: dict,
-          exact_duplicates: str | list[str] | None = None,
-          previous: previous_run.Previous | None = None) -> None:
+          exact_duplicates: str | list[str] | None = None, previous: str | None = None,
+          builds_on: previous_run.Previous | None = None) -> None:
     """Mines pairs and builds groups and the keep/drop manifest in one Beam job.
+
+    With `keeper_policy: stable` and a previous run, its keep table is read on
+    the engine: the records it kept stay keepers while within the threshold.
 
     The launcher reads only file schemas and small stats: ids, metadata and
     pairs stay on the engine (`transforms.manifest`).
@@ -200,11 +211,16 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
     sources = ([exact_duplicates] if isinstance(exact_duplicates, str)
                else list(exact_duplicates or []))
     sources = [s for s in sources if FileSystems.exists(s)]
-    incremental = _mine_incrementally(config, folder, summary, previous, n_records)
+    previous_keep = (FileSystems.join(previous, "keep.parquet")
+                     if previous and config.keeper_policy == "stable" else None)
+    if config.keeper_policy == "stable" and not previous:
+        log.info("keeper_policy stable without --previous: keepers by the keeper rule alone")
+    incremental = _mine_incrementally(config, folder, summary, builds_on, n_records)
     started = time.monotonic()
     _run(mine_pipeline.build_pipeline(config, patterns, folder.staging, options,
                                       keeper_rule=rule, exact_duplicates=sources,
-                                      n_records=n_records, incremental=incremental))
+                                      n_records=n_records, previous_keep=previous_keep,
+                                      incremental=incremental))
     summary["timings"]["mine_seconds"] = round(time.monotonic() - started, 3)
     for table in (mine_pipeline.DUPLICATES, mine_pipeline.NEAR_DUPLICATES):
         folder.merge_parts(table, schemas.PAIRS_SCHEMA)
@@ -238,7 +254,8 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
                     group_stats["rows_without_source_uri"])
     source = (sources[0] if len(sources) == 1 else sources) if sources else None
     summary["groups"] = dict(group_stats, exact_duplicates_source=source,
-                             keeper_fields_left_out=left_out)
+                             keeper_fields_left_out=left_out, keeper_policy=config.keeper_policy,
+                             previous_keepers_from=previous_keep)
     summary["counts"].update(kept=group_stats["kept"], dropped=group_stats["dropped"])
 
 
@@ -299,8 +316,11 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
         embeddings: existing embeddings tables (each a file, folder or glob)
             when only `mine` runs.
         overwrite: replace a published run folder of the same run_id.
-        previous / incremental: build on the published run at `previous`, or
-            (`incremental`) on the latest one under `config.output`; both stages only.
+        previous: the previous published run folder (read only): what changed
+            since it (and, with `keeper_policy: stable`, its keepers). With both
+            stages, the run also builds on it (an incremental night).
+        incremental: build on the latest published run under `config.output`
+            (both stages only); it is also the `previous` of the diff.
 
     Returns:
         The summary written to `summary.json`, with `run_folder` added.
@@ -312,14 +332,27 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
     from pipelines import preflight  # inputs, output, credentials: before anything is made
 
     preflight.check(config, beam_args, embed=embed, embeddings=embeddings)
+    if previous and mine:
+        from pipelines.diff_pipeline import check_run
+
+        check_run(previous)  # before hours of work, not after
     options = pipeline_options(beam_args)
     model = resolve_model(config) if embed else None  # before anything is created or read
     folder = RunFolder(config.output, config.run_id or default_run_id())
-    before = _previous(config, folder, previous, incremental, embed and mine)
+    builds_on = _previous(config, folder, previous, incremental, embed and mine)
+    if builds_on:  # found by --incremental: the diff and a stable keeper compare with it
+        previous = builds_on.folder
+        from pipelines.diff_pipeline import check_run
+
+        check_run(previous)
+    if previous and _same_folder(previous, folder.final):
+        raise ValueError(f"--previous {previous} is the run folder this run would replace; "
+                         "the previous run is read-only input: pass another --run-id")
     folder.start(overwrite)  # takes the run id's lock; fails fast if another run holds it
     try:
         return _run_stages(config, model, folder, options, embed=embed, mine=mine,
-                           embeddings=embeddings, overwrite=overwrite, previous=before)
+                           embeddings=embeddings, overwrite=overwrite, previous=previous,
+                           builds_on=builds_on)
     except BaseException as exc:
         note = folder.abandon()  # an empty staging folder goes; else say where it is
         if note:
@@ -333,10 +366,12 @@ def _previous(config: Config, folder: RunFolder, previous: str | None, increment
               both_stages: bool) -> previous_run.Previous | bool | None:
     """The run an incremental night builds on; False: none published yet (a full run);
     None: not an incremental run."""
+    if not both_stages:  # `mine --previous`: a diff, nothing to build on
+        if incremental:
+            raise ValueError("--incremental needs both stages (clipdedup run)")
+        return None
     if not (previous or incremental):
         return None
-    if not both_stages:
-        raise ValueError("--incremental / --previous need both stages (clipdedup run)")
     if previous is None:
         previous = previous_run.latest_published(config.output, folder.run_id)
         if previous is None:
@@ -351,7 +386,8 @@ def _previous(config: Config, folder: RunFolder, previous: str | None, increment
 def _run_stages(config: Config, model: ModelInfo | None, folder: RunFolder,
                 options: PipelineOptions, *, embed: bool, mine: bool,
                 embeddings: str | list[str] | None, overwrite: bool,
-                previous: previous_run.Previous | bool | None = None) -> dict:
+                previous: str | None = None,
+                builds_on: previous_run.Previous | bool | None = None) -> dict:
     """The stages of `execute`, inside a started run folder whose lock is held."""
     from transforms.embed import reuse
 
@@ -364,19 +400,19 @@ def _run_stages(config: Config, model: ModelInfo | None, folder: RunFolder,
         "near_duplicate_threshold": config.near_duplicate_threshold,
         "config": config.to_dict(), "counts": {}, "timings": {},
     }
-    if previous is not None:  # what a later step (or a diff of the nights) builds on
+    if builds_on is not None:  # what a later step (or a diff of the nights) builds on
         summary["incremental"] = {
-            "previous": previous.folder if previous else None,
-            "previous_run_id": previous.run_id if previous else None,
-            "reembedded_in_full": not previous, "remined_in_full": not previous,
-            "reembed_reason": None if previous else "no previous run",
-            "remine_reason": None if previous else "no previous run"}
-    previous = previous or None
+            "previous": builds_on.folder if builds_on else None,
+            "previous_run_id": builds_on.run_id if builds_on else None,
+            "reembedded_in_full": not builds_on, "remined_in_full": not builds_on,
+            "reembed_reason": None if builds_on else "no previous run",
+            "remine_reason": None if builds_on else "no previous run"}
+    builds_on = builds_on or None
     started = time.monotonic()
     log.info("run %s: staging in %s", folder.run_id, folder.staging)
     exact_duplicates = None
     if embed:
-        embeddings = _embed(config, model, folder, options, summary, previous)
+        embeddings = _embed(config, model, folder, options, summary, builds_on)
         exact_duplicates = folder.path("exact_duplicates.parquet")
         config = config.replace(id_column="record_id", embedding_column="embedding")  # its own table
     elif embeddings:
@@ -384,13 +420,63 @@ def _run_stages(config: Config, model: ModelInfo | None, folder: RunFolder,
         exact_duplicates = _sibling_exact_duplicates(embeddings)
         embeddings = _as_pattern(embeddings)
     if mine:
-        _mine(config, embeddings, folder, options, summary, exact_duplicates, previous)
-    if previous is not None:  # the id tables the embed job handed to the mine job
-        folder.delete_tree(FileSystems.join(folder.staging, reuse.INCREMENTAL))
+        _mine(config, embeddings, folder, options, summary, exact_duplicates,
+              previous=previous, builds_on=builds_on)
+        if builds_on is not None:  # the id tables the embed job handed to the mine job
+            folder.delete_tree(FileSystems.join(folder.staging, reuse.INCREMENTAL))
+        if previous:
+            from pipelines.diff_pipeline import write_changes
+
+            diff_started = time.monotonic()
+            summary["diff"] = write_changes(previous, folder.staging, summary, options,
+                                            config.diff_in_process_max_rows)
+            summary["timings"]["diff_seconds"] = round(time.monotonic() - diff_started, 3)
+    from pipelines.alerts import evaluate
+
+    summary["alerts"] = evaluate(config, summary)  # about the data: the run still publishes
     summary["timings"]["total_seconds"] = round(time.monotonic() - started, 3)
+    if mine and config.report:
+        _report(config, folder, options, summary, embeddings)
     summary["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     summary["run_folder"] = folder.publish(summary, overwrite)
+    if summary.get("report", {}).get("written"):
+        log.info("run %s: report %s", folder.run_id,
+                 FileSystems.join(summary["run_folder"], summary["report"]["path"]))
     return summary
+
+
+def _report(config: Config, folder: RunFolder, options: PipelineOptions, summary: dict,
+            embeddings: str | list[str]) -> None:
+    """Writes `report.html` into the staging folder, once every table is there.
+
+    The report only looks at the run: when it fails (an input gone, a bug, the
+    thumbnails job failing) the run's tables are still checked and complete,
+    so the run is published without it, with a loud line and the reason in
+    `summary.json` (`report.written: false`); `clipdedup report RUN` writes it
+    later. An interrupt (KeyboardInterrupt) still stops the run.
+    """
+    from tools.report.build import REPORT, ReportSettings, write_report
+
+    started = time.monotonic()
+    settings = ReportSettings(bands=config.report_bands,
+                              pairs_per_band=config.report_pairs_per_band,
+                              seed=config.report_seed)
+    try:
+        write_report(folder.staging, summary, options, settings, embeddings)
+    except Exception as exc:  # noqa: BLE001 - the report must never cost the run its tables
+        log.error("run %s: %s NOT WRITTEN (%s: %s); the tables are published without it; "
+                  "`clipdedup report <run folder>` writes it later", folder.run_id, REPORT,
+                  type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        summary["report"] = {"written": False, "error": f"{type(exc).__name__}: {exc}"}
+    else:
+        summary["report"] = {"written": True, "path": REPORT}
+    summary["timings"]["report_seconds"] = round(time.monotonic() - started, 3)
+
+
+def _same_folder(a: str, b: str) -> bool:
+    if is_remote(a) or is_remote(b):
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _as_pattern(path: str | list[str]) -> str | list[str]:

@@ -131,15 +131,27 @@ def _write_json(pcoll, label: str, staging: str, name: str) -> None:
                                                   shard_name_template=""))
 
 
+def _previous_keepers(p: beam.Pipeline, previous_keep: str):
+    """The record ids of the previous run's keep table, read on the engine."""
+    return (p
+            | "ReadPreviousKeep" >> beam.io.ReadFromParquetBatched(
+                previous_keep, columns=["record_id"], validate=False)
+            | "PreviousKeepIds" >> beam.FlatMap(lambda t: t.column("record_id").to_pylist()))
+
+
 def _build_groups(p: beam.Pipeline, config: Config, records, pairs, staging: str,
-                  keeper_rule: str, exact_duplicates: list[str], n_records: int | None) -> None:
+                  keeper_rule: str, exact_duplicates: list[str], n_records: int | None,
+                  previous_keep: str | None = None) -> None:
     """BuildGroups on the mined pairs; groups / keep / drop part files and the stats JSON."""
     from transforms.manifest.build import STATS, BuildGroups
 
     exact = (p
              | "ExactDuplicatesTables" >> beam.Create(list(exact_duplicates))
              | "ReadExactDuplicates" >> beam.FlatMap(_exact_rows))
-    out = {"records": records, "pairs": pairs, "exact_duplicates": exact} | "BuildGroups" >> (
+    inputs = {"records": records, "pairs": pairs, "exact_duplicates": exact}
+    if previous_keep:  # keeper_policy stable
+        inputs["previous_keepers"] = _previous_keepers(p, previous_keep)
+    out = inputs | "BuildGroups" >> (
         BuildGroups(duplicate_threshold=config.duplicate_threshold,
                     near_duplicate_threshold=config.near_duplicate_threshold,
                     drop_near_duplicates=config.drop_near_duplicates, keeper_rule=keeper_rule,
@@ -156,6 +168,7 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
                    options: PipelineOptions | None = None, *, keeper_rule: str | None = None,
                    exact_duplicates: list[str] | None = None,
                    n_records: int | None = None,
+                   previous_keep: str | None = None,
                    incremental: dict[str, str] | None = None) -> beam.Pipeline:
     """The unrun mine pipeline writing its tables below `staging`.
 
@@ -167,6 +180,8 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
         n_records: rows of the embeddings table, when known: up to
             `config.components_one_worker_max_records`, connected components
             are one union-find combine; unknown or above, rounds on the workers.
+        previous_keep: the previous run's keep table (`keeper_policy: stable`):
+            the records it kept stay keepers while within the threshold.
         incremental: exact mode only: `previous` (a published run folder whose pairs
             are carried), `new_ids` and `not_carried` (patterns of the id tables the
             incremental embed job wrote); see `transforms.mine.incremental`.
@@ -187,7 +202,7 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
         pairs, stats = _build_distributed(p, config, patterns, staging)
         _write_json(stats, "Stats", staging, MINE_STATS)
         _build_groups(p, config, records, pairs, staging, rule, exact_duplicates or [],
-                  n_records)
+                      n_records, previous_keep)
         return p
     table = (p
              | "EmbeddingsTable" >> beam.Create([tuple(patterns)])
@@ -213,7 +228,7 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
              | "AllPairTables" >> beam.Flatten()
              | "PairTuples" >> beam.FlatMap(_pair_tuples))
     _build_groups(p, config, records, pairs, staging, rule, exact_duplicates or [],
-                  n_records)
+                  n_records, previous_keep)
     return p
 
 

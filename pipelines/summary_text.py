@@ -44,12 +44,27 @@ def print_summary(summary: dict, out=None) -> None:
                      f"{g['dropped_exact_copy']}, duplicate {g['dropped_duplicate']}, "
                      f"near_duplicate {g['dropped_near_duplicate']}) in {g['groups']} groups")
     lines += _night_lines(summary.get("incremental"))
+    d = summary.get("diff")
+    if d:
+        r = d["records"]
+        lines.append(f"  since run {d['before_run']}: new {r['new']}, removed {r['removed']}, "
+                     f"kept->dropped {r['kept_to_dropped']}, dropped->kept {r['dropped_to_kept']}"
+                     f", keeper changed {r['keeper_changed']}; pairs new {d['pairs']['new']}, "
+                     f"vanished {d['pairs']['vanished']} (changes.parquet)")
+    if summary.get("alerts"):
+        lines.append(f"  ALERTS: {', '.join(a['name'] for a in summary['alerts'])} "
+                     "(one `clipdedup: alert:` line each on stderr)")
     t = summary["timings"]
     took = f"  took {t['total_seconds']:.1f} s"
     if t.get("inference_seconds") is not None:
         took += (f" (embed stage {t['embed_seconds']:.1f} s, of which the model "
                  f"{t['inference_seconds']:.1f} s, summed over workers)")
     lines.append(took)
+    report = summary.get("report")
+    if report:
+        lines.append(f"  report: {summary['run_folder'].rstrip('/')}/{report['path']}"
+                     if report.get("written") else f"  report NOT written ({report['error']}); "
+                     f"`clipdedup report {summary['run_folder']}` writes it")
     print("\n".join(lines), file=out or sys.stdout)
 
 

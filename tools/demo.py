@@ -1,4 +1,5 @@
-"""`clipdedup demo` (and `make demo`): a sample dataset, the whole job, a summary.
+"""`clipdedup demo` (and `make demo`): a sample dataset, the whole job, a summary,
+and last the path of the run's `report.html`.
 
 The dataset is built from real photographs that ship inside scikit-image,
 plus byte copies and edited versions (resized, re-encoded, brightened,
@@ -155,7 +156,7 @@ def run_demo(output: str, data: str, beam_args: list[str]) -> int:
                             batch_size=16)
     summary = execute(config, beam_args)
     print()
-    print_summary(summary)
+    print_summary({k: v for k, v in summary.items() if k != "report"})  # its path ends the demo
     run = summary["run_folder"]
     exact = read_table(os.path.join(run, "exact_duplicates.parquet")).num_rows
     print(f"  exact byte copies found: {exact} (the demo planted "
@@ -163,4 +164,10 @@ def run_demo(output: str, data: str, beam_args: list[str]) -> int:
     print(f"  tables: {sorted(os.listdir(run))}")
     print(f"  try: python -c \"import pandas as pd; "
           f"print(pd.read_parquet('{run}/near_duplicates.parquet'))\"")
+    report = summary.get("report", {})
+    if report.get("written"):
+        print(f"  report: {os.path.abspath(os.path.join(run, report['path']))}")
+    else:  # the run logged why; summary.json has it too
+        print(f"  report NOT written ({report.get('error', 'report: false')}); "
+              f"`clipdedup report {run}` writes it")
     return 0

@@ -7,7 +7,9 @@ Python job service (`local_job_service_main`) and an SDK worker pool
 (`worker_pool_main`) as child processes; a launcher given `engine.beam_args`
 submits to them with the PortableRunner, as it would submit to Dataflow,
 and holds only what it reads itself. The engine's memory is sampled from
-`/proc` (the job service, the pool and every worker they start).
+`/proc` (the job service, the pool and every worker they start). Their
+logs go to `engine.log_paths` (the job service logs at INFO, where Beam
+reports data it discarded).
 
     with LocalEngine() as engine:
         rc, launcher_rss = run_launcher(["clipdedup", "mine", ..., *engine.beam_args])
@@ -22,6 +24,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -84,8 +87,12 @@ def tree_rss_bytes(roots: list[int]) -> int:
 class LocalEngine:
     """A job service and a worker pool, started on free ports; see the module docstring."""
 
-    def __init__(self, start_timeout: float = 120.0):
+    def __init__(self, start_timeout: float = 120.0, log_dir: str | None = None):
         self._start_timeout = start_timeout
+        # The engine's own logs (Beam logs dropped data at INFO, a failed bundle at ERROR)
+        self.log_dir = log_dir or tempfile.mkdtemp(prefix="clipdedup-engine-")
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.log_paths: list[str] = []
         self._procs: list[subprocess.Popen] = []
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
@@ -101,8 +108,11 @@ class LocalEngine:
             for module, flag, port in (
                     ("apache_beam.runners.portability.local_job_service_main", "--port", job_port),
                     ("apache_beam.runners.worker.worker_pool_main", "--service_port", pool_port)):
-                proc = subprocess.Popen([sys.executable, "-m", module, flag, str(port)], env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                log_path = os.path.join(self.log_dir, module.rsplit(".", 1)[1] + ".log")
+                self.log_paths.append(log_path)
+                with open(log_path, "ab") as log:
+                    proc = subprocess.Popen([sys.executable, "-m", module, flag, str(port)],
+                                            env=env, stdout=log, stderr=subprocess.STDOUT)
                 self._procs.append(proc)
                 _wait_for_port(port, proc, self._start_timeout)
         except BaseException:

@@ -152,10 +152,12 @@ class RunIndex:
     doubling while vectors are added), twice the memory at 1M x 512. Vectors
     are copied file by file and batch by batch into rows allocated up front
     from the files' row counts, and normalised in place, as mining does.
-    `ids[i]` is the record_id of row i.
+    `ids[i]` is the record_id of row i. `files` (default: the Parquet files
+    in the folder `embeddings`) names the files when they are not one folder's
+    (a `mine`-only run's source table, given as a glob or a list).
     """
 
-    def __init__(self, embeddings: str):
+    def __init__(self, embeddings: str, files: list[str] | None = None):
         import pyarrow as pa
 
         from transforms.mine.transform import (
@@ -167,7 +169,7 @@ class RunIndex:
         from transforms.parquet_open import open_parquet
 
         self.embeddings = embeddings
-        files = match_files(_parquet_pattern(embeddings))
+        files = files or match_files(_parquet_pattern(embeddings))
         n = 0
         for path in files:
             parquet = open_parquet(path)

@@ -130,3 +130,19 @@ SKIPPED_SCHEMA = pa.schema(
 
 #: Record ids alone: the ids an incremental night hands from its embed job to its mine job.
 RECORD_IDS_SCHEMA = pa.schema([pa.field("record_id", pa.string(), nullable=False)])
+
+#: `changes`: one row per record whose status differs between two runs (`clipdedup
+#: diff`, and a run with `--previous`). `status_*`: kept / dropped / error, null
+#: where the record is not in that run; `change`: new / removed / kept_to_dropped /
+#: dropped_to_kept / keeper_changed / now_failing / no_longer_failing.
+CHANGES_SCHEMA = pa.schema(
+    [pa.field("record_id", pa.string(), nullable=False)] + _LOCATION + [
+        pa.field("change", pa.string(), nullable=False),
+        pa.field("status_before", pa.string()),
+        pa.field("status_after", pa.string()),
+        pa.field("reason_before", pa.string()),  # unique / keeper / exact_copy / ... / error reason
+        pa.field("reason_after", pa.string()),
+        pa.field("keeper_before", pa.string()),
+        pa.field("keeper_after", pa.string()),
+    ]
+)

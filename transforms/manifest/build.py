@@ -6,6 +6,11 @@
         -> GroupByKeeper -> DenseRank (group_id, component_id) -> ManifestLines
         -> groups / keep / drop rows, one stats dict
 
+With a `previous_keepers` input (`keeper_policy: stable`), the records the
+previous run kept are visited first in their components (then the rest, each
+by the keeper rule): a previous keeper stays the keeper of every member still
+within the threshold of it, and the grouping still never chains.
+
 The same result as `transforms.manifest.reference.build_groups` (the reference,
 which holds everything in one process), with every step on the engine: no
 worker holds more than one component's edges (spilled to disk above
@@ -65,6 +70,16 @@ class _Kinds:
         return "duplicate" if np.float32(score) >= self.dup else "near_duplicate"
 
 
+def _members_by_label(element, stable: bool):
+    """Per record id: `(label, (record_id, sort_key))`; with `stable`, the sort key
+    puts records the previous run kept before all others."""
+    rid, g = element
+    first = (0 if g.get("previous") else 1,) if stable else ()
+    for label in g["label"]:
+        for rec in g["record"]:
+            yield label, (rid, first + rec.sort_key)
+
+
 def _group_rows(element, kinds: _Kinds):
     """One keeper's group -> tagged keep / drop / pending-groups rows and stats facts."""
     keeper, entries = element
@@ -114,6 +129,8 @@ class BuildGroups(beam.PTransform):
     """`{"records", "pairs", "exact_duplicates"}` -> `{"groups", "keep", "drop", "stats"}`.
 
     Inputs: `records` `(record_id, Record)` (see `transforms.manifest.records`),
+    optionally `previous_keepers` (record ids the previous run kept: the
+    stable keeper policy),
     `pairs` `(id_a, id_b, score)` (pairs below the group threshold are
     ignored), `exact_duplicates` rows per `schemas.EXACT_DUPLICATES_SCHEMA`.
     Outputs: dict rows of `GROUPS_SCHEMA`; `KEEP_SCHEMA` / `DROP_SCHEMA` rows
@@ -157,11 +174,14 @@ class BuildGroups(beam.PTransform):
                   | "EdgeEnds" >> beam.Map(lambda e: (e[0], e[1]))
                   | "Components" >> ConnectedComponents(self._rounds,
                                                           one_worker=self._one_worker))
-        members = ({"label": labels, "record": records}
+        to_label = {"label": labels, "record": records}
+        stable = "previous_keepers" in inputs
+        if stable:
+            to_label["previous"] = inputs["previous_keepers"] | "PreviousKept" >> beam.Map(
+                lambda rid: (rid, True))
+        members = (to_label
                    | "LabelMembers" >> beam.CoGroupByKey()
-                   | "MembersByLabel" >> beam.FlatMap(
-                       lambda kv: [(label, (kv[0], rec.sort_key))
-                                   for label in kv[1]["label"] for rec in kv[1]["record"]]))
+                   | "MembersByLabel" >> beam.FlatMap(_members_by_label, stable))
         edges_by_label = ({"edge": edges | "ByEndA" >> beam.Map(lambda e: (e[0], e)),
                            "label": labels}
                           | "LabelEdges" >> beam.CoGroupByKey()

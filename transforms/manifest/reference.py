@@ -17,7 +17,13 @@ specification of the manifest's meaning:
    `keep.txt` / `drop.txt` (`manifest_text`). Every embedded record and every
    byte copy lands in exactly one of keep/drop; this is checked.
 
-The keeper rule is in `keeper_rule.py`.
+The keeper rule is in `keeper_rule.py`. The keeper policy decides the visiting
+order of step 1: `pure` (default) by the keeper rule alone, the same result
+as a full run; `stable` (`previous_keepers` given) visits the records the
+previous run kept first, then the rest by the rule, so last night's keeper
+stays the keeper of every member still within the threshold of it (a slightly
+larger copy arriving tonight joins its group instead of replacing it), and
+groups still never chain.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ def build_groups(
     near_duplicate_threshold: float = 0.90,
     drop_near_duplicates: bool = True,
     keeper_rule: str = DEFAULT_KEEPER_RULE,
+    previous_keepers: set[str] | frozenset[str] | None = None,
 ) -> GroupResult:
     """Groups, keepers and the keep/drop manifest.
 
@@ -77,6 +84,8 @@ def build_groups(
         drop_near_duplicates: group (and drop) near-duplicates too; if False
             only exact copies and duplicates are grouped.
         keeper_rule: see the module docstring.
+        previous_keepers: the record ids the previous run kept (its keep
+            table), for the stable keeper policy; None: the pure policy.
 
     Returns:
         A `GroupResult`. Raises ValueError if the manifest does not add up.
@@ -143,7 +152,12 @@ def build_groups(
     score_to_keeper = np.ones(n, dtype=np.float32)
     indptr, indices, data = graph.indptr, graph.indices, graph.data
     has_edge = np.flatnonzero(np.diff(indptr) > 0)
-    for u in has_edge[np.argsort(rank[has_edge], kind="stable")]:
+    visit = rank[has_edge]
+    if previous_keepers is not None:  # stable: previous keepers first, each part by the rule
+        before = np.fromiter((rid in previous_keepers for rid in ids[has_edge].tolist()), bool,
+                             has_edge.size)
+        visit = np.where(before, visit, visit + n)
+    for u in has_edge[np.argsort(visit, kind="stable")]:
         if keeper[u] >= 0:
             continue
         keeper[u] = u

@@ -49,13 +49,13 @@ def largest_component(records: pa.Table, pairs, exact: pa.Table | None, threshol
 
 def expected_and_actual(records: pa.Table, pairs, exact: pa.Table | None, *,
                         max_pairs_in_memory=None, max_rounds=None,
-                        components_on_one_worker=False, **settings):
+                        components_on_one_worker=False, previous_keepers=None, **settings):
     """Runs both; asserts the Beam outputs equal build_groups' (as multisets of rows).
 
     Returns build_groups' result and the Beam run's counters (name -> value).
     """
     ids = np.asarray(records.column("record_id").to_pylist(), dtype=object)
-    res = build_groups(records, pairs, exact, **settings)
+    res = build_groups(records, pairs, exact, previous_keepers=previous_keepers, **settings)
     triples = [(ids[i], ids[j], float(s)) for i, j, s in zip(pairs.i, pairs.j, pairs.score)]
     want_keep = [dict(r, line=line) for r, line in zip(res.keep.to_pylist(), res.keep_lines)]
     want_drop = [dict(r, line=line) for r, line in zip(res.drop.to_pylist(), res.drop_lines)]
@@ -74,11 +74,13 @@ def expected_and_actual(records: pa.Table, pairs, exact: pa.Table | None, *,
         assert {k: stats[k] for k in want_stats} == want_stats
 
     p = TestPipeline()
-    out = {"records": p | "Records" >> beam.Create(records_of(records, rule)),
-           "pairs": p | "Pairs" >> beam.Create(triples),
-           "exact_duplicates": p | "Exact" >> beam.Create(
-               exact.to_pylist() if exact is not None else [])} | BuildGroups(
-                   **settings, **extra)
+    inputs = {"records": p | "Records" >> beam.Create(records_of(records, rule)),
+              "pairs": p | "Pairs" >> beam.Create(triples),
+              "exact_duplicates": p | "Exact" >> beam.Create(
+                  exact.to_pylist() if exact is not None else [])}
+    if previous_keepers is not None:
+        inputs["previous_keepers"] = p | "PreviousKeepers" >> beam.Create(sorted(previous_keepers))
+    out = inputs | BuildGroups(**settings, **extra)
     assert_that(out["groups"], equal_to(res.groups.to_pylist()), label="Groups")
     assert_that(out["keep"], equal_to(want_keep), label="Keep")
     assert_that(out["drop"], equal_to(want_drop), label="Drop")

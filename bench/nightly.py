@@ -1,0 +1,343 @@
+"""A full run against an incremental night on the same data, side by side (issue 16).
+
+    python bench/nightly.py                 # 5,000 images + 1 %, ViT-B/32 stand-in; 1M + 10k mining
+    python bench/nightly.py --images 200 --model-size tiny --n-existing 20000 --n-new 200 --dim 64
+    make bench-nightly
+
+Runs, each `clipdedup run` in its own process (wall time, CPU seconds of the
+process and everything it waited for, from `summary.json`: files read and
+images embedded):
+
+1. `full`: tonight's data (the night-1 shards plus one new shard of
+   `--night-fraction` of the images, some of them copies of old ones) from
+   nothing;
+2. `night 1` (not shown: the previous run), then `incremental`: tonight's data
+   with `--previous <night 1>` (`INCREMENTAL_FLAGS`). When this tree's CLI has
+   no `--incremental`, `--previous` only adds the diff and the alerts, so the
+   column would measure a second full run: it is skipped, with a message;
+3. `fixed cost`: a run over one image (start-up, graph, model load, index
+   pass, publish): what a night costs however little is new; with
+   `--incremental`, also a night over the same data with nothing new.
+
+Then mining, in this process: `--n-existing` + `--n-new` unit vectors
+(`tools/synthetic.py`) mined from scratch (mode approximate, as `auto` picks
+at that size) against the work of mining only the new rows against all with
+the previous night's partitions (`new_against_all`: the new rows' probes
+against every member, the old rows' stored probes against the new members);
+its recall on the new rows' pairs is measured exactly on a sample.
+
+Wall times depend on what else runs on the machine: the load average is
+printed. Results belong in docs/, not here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+PER_SHARD = 100
+
+
+def INCREMENTAL_FLAGS(previous: str) -> list[str]:  # noqa: N802 - a constant to edit, as a function
+    """The flags that make tonight's run incremental over `previous`."""
+    return ["--previous", previous]
+
+
+# summary.json counts, first key present wins: an incremental run may count what it
+# read and embedded tonight apart from what it carried over.
+FILES_READ_KEYS = ("files_read", "files")
+EMBEDDED_KEYS = ("embedded_this_run", "images_embedded", "newly_embedded", "embedded")
+
+
+def _photo(seed: int) -> bytes:
+    """A 320x240 JPEG with smooth structure and noise (decodes like a photo)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    img = np.asarray(Image.fromarray(small).resize((320, 240), Image.Resampling.BICUBIC), np.int16)
+    noisy = np.clip(img + rng.integers(-10, 11, img.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noisy).save(buf, "JPEG", quality=88)
+    return buf.getvalue()
+
+
+def _shard(path: str, blobs: list[tuple[str, bytes]]) -> None:
+    with tarfile.open(path, "w") as tar:
+        for name, data in blobs:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def build_data(folder: str, images: int, night_fraction: float) -> tuple[str, int]:
+    """Night-1 shards of `images` photos and tonight's extra shard; returns (glob, new images).
+
+    A tenth of the new images are byte copies of old ones, a tenth re-encodings.
+    """
+    from PIL import Image
+
+    os.makedirs(folder, exist_ok=True)
+    for old in os.listdir(folder):  # a reused --work folder: tonight's shard from last time
+        if old.startswith("night2-"):
+            os.remove(os.path.join(folder, old))
+    for s in range(0, images, PER_SHARD):
+        _shard(os.path.join(folder, f"night1-{s // PER_SHARD:05d}.tar"),
+               [(f"{k:07d}.jpg", _photo(k)) for k in range(s, min(images, s + PER_SHARD))])
+    new = max(1, round(images * night_fraction))
+    blobs = []
+    for k in range(new):
+        if k % 10 == 0:
+            data = _photo(k)  # byte copy of an old image
+        elif k % 10 == 1:
+            buf = io.BytesIO()
+            Image.open(io.BytesIO(_photo(k))).save(buf, "JPEG", quality=70)
+            data = buf.getvalue()  # the same picture, re-encoded
+        else:
+            data = _photo(images + k)
+        blobs.append((f"new-{k:07d}.jpg", data))
+    _shard(os.path.join(folder, "night2-00000.tar.new"), blobs)
+    return os.path.join(folder, "*.tar"), new
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def clipdedup(argv: list[str]) -> tuple[float, float, str]:
+    """Runs the CLI in a child process: (wall s, CPU s, its output)."""
+    env = dict(os.environ, PYTHONPATH=ROOT, TRANSFORMERS_VERBOSITY="error", PYTHONWARNINGS="ignore")
+    cpu, started = _children_cpu(), time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", *argv], capture_output=True,
+                          text=True, env=env, cwd=ROOT, check=False)
+    wall, cpu = time.perf_counter() - started, _children_cpu() - cpu
+    if proc.returncode not in (0, 3):  # 3: published with alerts
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
+        raise SystemExit(f"clipdedup {' '.join(argv[:2])} failed ({proc.returncode})")
+    return wall, cpu, proc.stdout + proc.stderr
+
+
+def has_incremental() -> bool:
+    _, _, text = clipdedup(["run", "--help"])
+    return "--incremental" in text
+
+
+def _first(counts: dict, keys: tuple[str, ...]) -> tuple[str, object]:
+    key = next((k for k in keys if k in counts), keys[-1])
+    return key, counts.get(key)
+
+
+def _measured(label: str, wall: float, cpu: float, run: str) -> dict:
+    with open(os.path.join(run, "summary.json"), encoding="utf-8") as f:
+        summary = json.load(f)
+    counts = summary["counts"]
+    files_key, files = _first(counts, FILES_READ_KEYS)
+    embedded_key, embedded = _first(counts, EMBEDDED_KEYS)
+    return {"label": label, "wall_s": wall, "cpu_s": cpu, "files_read": files,
+            "embedded": embedded, "keys": f"{files_key}, {embedded_key}",
+            "model_s": summary["timings"].get("inference_seconds"),
+            "diff_s": summary["timings"].get("diff_seconds")}
+
+
+def bench_runs(args, work: str) -> None:
+    from tools.stand_in import write_stand_in
+
+    model = os.path.join(work, f"stand-in-{args.model_size}")
+    if not os.path.isdir(model):
+        write_stand_in(model, args.model_size)
+    data = os.path.join(work, "data")
+    pattern, new = build_data(data, args.images, args.night_fraction)
+    out = os.path.join(work, "out")
+    common = ["--model", model, "--output", out, "--batch-size", "32", "--overwrite", *args.beam]
+    incremental = has_incremental()
+    second = incremental or args.previous_column
+    rows = []
+    if second:
+        clipdedup(["-q", "run", "--input", pattern, "--run-id", "night1", *common])
+    if not incremental:
+        print("SKIPPED the incremental column: this tree's `clipdedup run` has no --incremental "
+              "(with --previous alone it would be a second full run plus the diff); rerun after "
+              "the incremental core is merged"
+              + ("; --previous-column: measured as `with --previous (full + diff)`"
+                 if second else ""))
+    os.rename(os.path.join(data, "night2-00000.tar.new"), os.path.join(data, "night2-00000.tar"))
+    wall, cpu, _ = clipdedup(["-q", "run", "--input", pattern, "--run-id", "full", *common])
+    rows.append(_measured("full run", wall, cpu, os.path.join(out, "full")))
+    if second:
+        wall, cpu, _ = clipdedup(["-q", "run", "--input", pattern, "--run-id", "night2", *common,
+                                  *INCREMENTAL_FLAGS(os.path.join(out, "night1"))])
+        rows.append(_measured("incremental" if incremental else "with --previous (full + diff)",
+                              wall, cpu, os.path.join(out, "night2")))
+    if incremental:  # the fixed cost of a night with nothing new
+        wall, cpu, _ = clipdedup(["-q", "run", "--input", pattern, "--run-id", "night3", *common,
+                                  *INCREMENTAL_FLAGS(os.path.join(out, "night2"))])
+        rows.append(_measured("incremental, nothing new", wall, cpu, os.path.join(out, "night3")))
+    one = os.path.join(work, "one")
+    os.makedirs(one, exist_ok=True)
+    with open(os.path.join(one, "one.jpg"), "wb") as f:
+        f.write(_photo(10**6))
+    wall, cpu, _ = clipdedup(["-q", "run", "--input", one, "--run-id", "fixed", *common])
+    rows.append(_measured("fixed cost (1 image)", wall, cpu, os.path.join(out, "fixed")))
+
+    print(f"\nruns: {args.images} images + {new} new ({args.night_fraction:.0%}), "
+          f"{args.images // PER_SHARD + 1} shards, stand-in {args.model_size}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{'':30}{'wall s':>9}{'CPU s':>9}{'files read':>12}{'embedded':>10}{'model s':>9}")
+    for r in rows:
+        model_s = "n/a" if r["model_s"] is None else f"{r['model_s']:.1f}"
+        print(f"{r['label']:30}{r['wall_s']:9.1f}{r['cpu_s']:9.1f}{r['files_read']!s:>12}"
+              f"{r['embedded']!s:>10}{model_s:>9}")
+    if second:
+        full, inc = rows[0], rows[1]
+        print(f"{inc['label']} / full: wall {inc['wall_s'] / full['wall_s']:.3f}, "
+              f"CPU {inc['cpu_s'] / full['cpu_s']:.3f} (target <= 0.1)")
+    if second and rows[1]["diff_s"] is not None:
+        print(f"of which the diff against night 1 (changes.parquet): {rows[1]['diff_s']:.1f} s")
+    print(f"fixed cost of a run: {rows[-1]['wall_s']:.1f} s (target <= 10 s); "
+          f"counts from summary.json keys: {rows[0]['keys']}")
+
+
+def new_against_all(x_old: np.ndarray, x_new: np.ndarray, centroids: np.ndarray,
+                    old_members: tuple[np.ndarray, np.ndarray],
+                    old_probers: tuple[np.ndarray, np.ndarray], threshold: float, nprobe: int,
+                    block: int = 4096) -> np.ndarray:
+    """Pair keys (`lo * N + hi`, new rows numbered after the old) of every pair with a new
+    row that approximate mining over all rows would compare, old partitions carried."""
+    from transforms.mine.approximate import _grouped, assign
+    from transforms.mine.pairs import unique_keys
+
+    n_old, nlist = x_old.shape[0], centroids.shape[0]
+    n = n_old + x_new.shape[0]
+    probes = assign(x_new, centroids, nprobe)
+    new_members, new_off = _grouped(probes[:, 0], nlist)
+    flat, probe_off = _grouped(probes.reshape(-1), nlist)
+    new_probers = (flat // probes.shape[1]).astype(np.int64)
+    (om, om_off), (op, op_off) = old_members, old_probers
+    keys, scores = [], []
+
+    def hits(a_rows, a_base, a, b_rows, b_base, b):
+        for s in range(0, a_rows.size, block):
+            ai = a_rows[s:s + block]
+            sc = a[ai] @ b[b_rows].T
+            r, c = np.nonzero(sc >= threshold)
+            i, j = ai[r] + a_base, b_rows[c] + b_base
+            keep = i != j
+            i, j = i[keep], j[keep]
+            keys.append(np.minimum(i, j) * np.int64(n) + np.maximum(i, j))
+            scores.append(sc[r[keep], c[keep]])
+
+    for q in range(nlist):
+        p_new = new_probers[probe_off[q]:probe_off[q + 1]]
+        m_new = new_members[new_off[q]:new_off[q + 1]]
+        if p_new.size:
+            hits(p_new, n_old, x_new, om[om_off[q]:om_off[q + 1]], 0, x_old)
+            if m_new.size:
+                hits(p_new, n_old, x_new, m_new, n_old, x_new)
+        if m_new.size:
+            hits(op[op_off[q]:op_off[q + 1]], 0, x_old, m_new, n_old, x_new)
+    key = np.concatenate(keys) if keys else np.empty(0, np.int64)
+    return unique_keys(key, np.concatenate(scores) if scores else np.empty(0, np.float32))[0]
+
+
+def bench_mining(args) -> None:
+    from tools.synthetic import clustered_embeddings
+    from transforms.mine import mine_pairs
+    from transforms.mine.approximate import _grouped, assign, auto_nlist, train_centroids
+    from transforms.mine.exact import mine_exact_cross
+
+    n_old, n_new, t = args.n_existing, args.n_new, args.threshold
+    x = clustered_embeddings(n_old + n_new, args.dim, seed=3)
+    # tonight's rows: a tenth copies of old rows with a little noise, the rest new topics
+    rng = np.random.default_rng(4)
+    x_new = x[n_old:]
+    src = rng.choice(n_old, n_new // 10, replace=False)
+    x_new[: src.size] = x[src] + rng.normal(0, 0.01, (src.size, args.dim)).astype(np.float32)
+    x_new /= np.linalg.norm(x_new, axis=1, keepdims=True)
+    x_old = x[:n_old]
+
+    started = time.perf_counter()
+    pairs, stats = mine_pairs(x, t, mode="approximate", nprobe=args.nprobe, recall_sample_size=0)
+    scratch = time.perf_counter() - started
+
+    # what the previous night leaves behind: its centroids and its rows' probes
+    nlist = auto_nlist(n_old, args.nprobe)
+    centroids = train_centroids(x_old, nlist)
+    started = time.perf_counter()
+    probes = assign(x_old, centroids, args.nprobe)
+    members = _grouped(probes[:, 0], nlist)
+    order, off = _grouped(probes.reshape(-1), nlist)
+    probers = ((order // args.nprobe).astype(np.int64), off)
+    carried = time.perf_counter() - started
+    del probes, order
+
+    started = time.perf_counter()
+    keys = new_against_all(x_old, x_new, centroids, members, probers, t, args.nprobe)
+    incremental = time.perf_counter() - started
+
+    sample = rng.choice(n_new, min(200, n_new), replace=False)
+    exact = mine_exact_cross(x_new[sample], x, t)
+    i, j = sample[exact.i] + n_old, exact.j.astype(np.int64)
+    keep = i != j
+    want = np.unique(np.minimum(i[keep], j[keep]) * np.int64(n_old + n_new)
+                     + np.maximum(i[keep], j[keep]))
+    recall = float(np.isin(want, keys).mean()) if want.size else None
+
+    print(f"\nmining: {n_old} existing + {n_new} new, dim {args.dim}, threshold {t}, "
+          f"nprobe {args.nprobe}, load average {os.getloadavg()[0]:.1f}")
+    print(f"  from scratch ({n_old + n_new} rows, approximate): {scratch:8.2f} s, "
+          f"{len(pairs)} pairs")
+    print(f"  new against all (previous partitions): {incremental:8.2f} s, {keys.size} pairs "
+          f"with a new row, recall on them {recall if recall is None else f'{recall:.4f}'} "
+          f"(sample of {sample.size} new rows, exact)")
+    print(f"  ratio {incremental / scratch:.3f} (target <= 0.1); the previous night's probes "
+          f"took {carried:.2f} s to recompute here (a night reuses them)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=5000)
+    parser.add_argument("--night-fraction", type=float, default=0.01)
+    parser.add_argument("--model-size", choices=("tiny", "base"), default="base",
+                        help="stand-in: base = ViT-B/32 architecture")
+    parser.add_argument("--n-existing", type=int, default=1_000_000)
+    parser.add_argument("--n-new", type=int, default=10_000)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--threshold", type=float, default=0.9)
+    parser.add_argument("--nprobe", type=int, default=8)
+    parser.add_argument("--previous-column", action="store_true",
+                        help="without --incremental in the CLI, still run the second column "
+                             "with --previous (a full run plus the diff: the diff's cost)")
+    parser.add_argument("--skip-runs", action="store_true")
+    parser.add_argument("--skip-mining", action="store_true")
+    parser.add_argument("--work", help="working folder (default: a temporary one, removed)")
+    parser.add_argument("beam", nargs="*", help="Beam flags for the runs, after --")
+    args = parser.parse_args()
+    work = args.work or tempfile.mkdtemp(prefix="clipdedup-nightly-")
+    try:
+        if not args.skip_runs:
+            bench_runs(args, work)
+        if not args.skip_mining:
+            bench_mining(args)
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

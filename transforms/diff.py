@@ -1,0 +1,230 @@
+"""What changed between two runs, as Beam transforms (`clipdedup diff`, `run --previous`).
+
+    keep / drop / errors tables of both runs -> ReadStatuses -> DiffRecords
+        -> changes rows (one per record whose status changed) and count facts
+    duplicates / near_duplicates of both runs -> ReadPairs -> DiffPairs -> count facts
+    facts -> CountFacts -> one dict
+
+A record's status in a run is `kept` (keep table), `dropped` (drop table) or
+`error` (errors table, by record_id; whole-file failures have none and are
+counted by the run's summary instead). Records are matched by `record_id`,
+which is a hash of where the record was found (`transforms.records`), so the
+same file member has the same id every night. Every join is a CoGroupByKey on
+the engine: no worker holds more than one record's (or one pair's, or one
+group's counts) rows, so two runs of any size can be compared. The
+per-element functions (`statuses_of`, `classify`, `new_with_old`,
+`pair_keys`, `pair_facts`, `as_counts`) are public: the launcher runs them
+itself for small runs (`pipelines.diff_pipeline.diff_in_process`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+import apache_beam as beam
+
+KEPT, DROPPED, ERROR = "kept", "dropped", "error"
+NEW, REMOVED = "new", "removed"
+KEPT_TO_DROPPED, DROPPED_TO_KEPT, KEEPER_CHANGED = "kept_to_dropped", "dropped_to_kept", "keeper_changed"
+NOW_FAILING, NO_LONGER_FAILING = "now_failing", "no_longer_failing"
+CHANGES = (NEW, REMOVED, KEPT_TO_DROPPED, DROPPED_TO_KEPT, KEEPER_CHANGED, NOW_FAILING,
+           NO_LONGER_FAILING)
+# Count facts DiffRecords and DiffPairs emit, besides one per change kind.
+RECORD_FACTS = ("records_before", "records_after", "new_in_groups_with_old")
+PAIR_FACTS = ("pairs_before", "pairs_after", "pairs_new", "pairs_vanished", "pairs_changed_kind")
+_PRIORITY = {KEPT: 0, DROPPED: 1, ERROR: 2}  # one status per record, should a table repeat it
+
+
+class Status(NamedTuple):
+    """A record's place in one run."""
+
+    status: str  # kept / dropped / error
+    reason: str | None  # keep/drop reason, or the error's reason code
+    keeper_id: str | None  # the record kept for it (itself when kept); None for errors
+    source_uri: str | None
+    key: str | None
+
+
+def statuses_of(batch, status: str) -> Iterator[tuple[str, Status]]:
+    """One keep / drop / errors record batch -> `(record_id, Status)` per row with an id."""
+    columns = {name: batch.column(name).to_pylist() for name in batch.column_names}
+    n = batch.num_rows
+    keepers = columns.get("keeper_id") or [None] * n
+    for k, rid in enumerate(columns["record_id"]):
+        if rid is None:  # a whole file failed: not a record
+            continue
+        yield rid, Status(status, columns["reason"][k], keepers[k] if status != ERROR else None,
+                          columns["source_uri"][k], columns["key"][k])
+
+
+class ReadStatuses(beam.PTransform):
+    """A run's keep / drop / errors tables (paths; None = absent) -> `(record_id, Status)`."""
+
+    def __init__(self, keep: str, drop: str, errors: str | None):
+        super().__init__()
+        self._tables = [(KEPT, keep), (DROPPED, drop)] + ([(ERROR, errors)] if errors else [])
+
+    def expand(self, pbegin):
+        reads = []
+        for status, path in self._tables:
+            columns = ["record_id", "source_uri", "key", "reason"] + (
+                ["keeper_id"] if status != ERROR else [])
+            label = status.capitalize()
+            reads.append(pbegin
+                         | f"Read{label}" >> beam.io.ReadFromParquetBatched(
+                             path, columns=columns, validate=False)
+                         | f"{label}Rows" >> beam.FlatMap(statuses_of, status))
+        return reads | "AllStatuses" >> beam.Flatten()
+
+
+def _one(statuses: Iterable[Status]) -> Status | None:
+    return min(statuses, key=lambda s: _PRIORITY[s.status], default=None)
+
+
+def change_of(before: Status | None, after: Status | None) -> str | None:
+    """The change kind between a record's two statuses, or None when it did not change."""
+    if before is None:
+        return NEW if after is not None else None
+    if after is None:
+        return REMOVED
+    if after.status == ERROR:
+        return NOW_FAILING if before.status != ERROR else None
+    if before.status == ERROR:
+        return NO_LONGER_FAILING
+    if before.status == KEPT and after.status == DROPPED:
+        return KEPT_TO_DROPPED
+    if before.status == DROPPED and after.status == KEPT:
+        return DROPPED_TO_KEPT
+    if before.status == DROPPED and before.keeper_id != after.keeper_id:
+        return KEEPER_CHANGED
+    return None
+
+
+def change_row(record_id: str, change: str, before: Status | None, after: Status | None) -> dict:
+    """The `changes` row (CHANGES_SCHEMA) of a record; its location as of the later run."""
+    where = after or before
+    return {"record_id": record_id, "source_uri": where.source_uri, "key": where.key,
+            "change": change,
+            "status_before": before and before.status, "status_after": after and after.status,
+            "reason_before": before and before.reason, "reason_after": after and after.reason,
+            "keeper_before": before and before.keeper_id,
+            "keeper_after": after and after.keeper_id}
+
+
+GROUP_COUNTS = "group_counts"
+
+
+def classify(element):
+    """Per record id: its changes row (main output), count facts, and its group's counts."""
+    rid, g = element
+    before, after = _one(g["before"]), _one(g["after"])
+    if before is not None:
+        yield beam.pvalue.TaggedOutput("facts", ("records_before", 1))
+    if after is not None:
+        yield beam.pvalue.TaggedOutput("facts", ("records_after", 1))
+        if after.status != ERROR:  # (new members, old members) of the keeper's group
+            new = before is None
+            yield beam.pvalue.TaggedOutput(GROUP_COUNTS, (after.keeper_id, (int(new), int(not new))))
+    change = change_of(before, after)
+    if change is not None:
+        yield beam.pvalue.TaggedOutput("facts", (change, 1))
+        yield change_row(rid, change, before, after)
+
+
+def sum_pairs(counts: Iterable[tuple[int, int]]) -> tuple[int, int]:
+    new = old = 0
+    for n, o in counts:
+        new += n
+        old += o
+    return new, old
+
+
+def new_with_old(keeper_counts) -> Iterator[tuple[str, int]]:
+    """A group with old members: its new members are duplicates of old images."""
+    _, (new, old) = keeper_counts
+    if new and old:
+        yield "new_in_groups_with_old", new
+
+
+class DiffRecords(beam.PTransform):
+    """`{"before": (id, Status), "after": (id, Status)}` -> `{"changes": rows, "facts": (name, n)}`.
+
+    `changes` rows follow `schemas.CHANGES_SCHEMA`. Facts: `records_before`,
+    `records_after`, one per change kind, and `new_in_groups_with_old`: new
+    records whose group (same keeper in the later run) has a record of the
+    earlier run, i.e. new images that duplicate old ones, whichever is kept.
+    """
+
+    def expand(self, inputs: dict):
+        out = (inputs
+               | "ByRecord" >> beam.CoGroupByKey()
+               | "Classify" >> beam.FlatMap(classify).with_outputs(
+                   "facts", GROUP_COUNTS, main="changes"))
+        with_old = (out[GROUP_COUNTS]
+                    | "PerGroup" >> beam.CombinePerKey(sum_pairs)
+                    | "NewWithOld" >> beam.FlatMap(new_with_old))
+        facts = (out.facts, with_old) | "RecordFacts" >> beam.Flatten()
+        return {"changes": out.changes, "facts": facts}
+
+
+def pair_keys(batch, kind: str) -> Iterator[tuple[tuple[str, str], str]]:
+    for a, b in zip(batch.column("record_id_a").to_pylist(), batch.column("record_id_b").to_pylist()):
+        yield ((a, b) if a < b else (b, a)), kind
+
+
+class ReadPairs(beam.PTransform):
+    """A run's duplicates / near_duplicates tables -> `((id_a, id_b), kind)`, a < b."""
+
+    def __init__(self, duplicates: str, near_duplicates: str):
+        super().__init__()
+        self._tables = (("duplicate", duplicates), ("near_duplicate", near_duplicates))
+
+    def expand(self, pbegin):
+        reads = [pbegin
+                 | f"Read{kind.title().replace('_', '')}s" >> beam.io.ReadFromParquetBatched(
+                     path, columns=["record_id_a", "record_id_b"], validate=False)
+                 | f"{kind.title().replace('_', '')}Keys" >> beam.FlatMap(pair_keys, kind)
+                 for kind, path in self._tables]
+        return reads | "AllPairs" >> beam.Flatten()
+
+
+def pair_facts(element) -> Iterator[tuple[str, int]]:
+    _, g = element
+    before, after = min(g["before"], default=None), min(g["after"], default=None)
+    if before is not None:
+        yield "pairs_before", 1
+    if after is not None:
+        yield "pairs_after", 1
+    if before is None:
+        yield "pairs_new", 1
+    elif after is None:
+        yield "pairs_vanished", 1
+    elif before != after:
+        yield "pairs_changed_kind", 1
+
+
+class DiffPairs(beam.PTransform):
+    """`{"before": ((a, b), kind), "after": ...}` -> `(name, n)` facts: pairs before / after,
+    new, vanished, changed kind (duplicate <-> near_duplicate)."""
+
+    def expand(self, inputs: dict):
+        return (inputs
+                | "ByPair" >> beam.CoGroupByKey()
+                | "PairFacts" >> beam.FlatMap(pair_facts))
+
+
+def as_counts(totals: list[tuple[str, int]]) -> dict:
+    counts = dict.fromkeys(RECORD_FACTS + CHANGES + PAIR_FACTS, 0)
+    counts.update(totals)
+    return counts
+
+
+class CountFacts(beam.PTransform):
+    """`(name, n)` facts -> one dict of totals, every known name present (0 if none)."""
+
+    def expand(self, facts):
+        return (facts
+                | "Sum" >> beam.CombinePerKey(sum)
+                | "AllTotals" >> beam.combiners.ToList()
+                | "AsDict" >> beam.Map(as_counts))
