@@ -189,8 +189,7 @@ def test_a_model_change_embeds_everything_again(nights, tmp_path, caplog):
     distinct = len(_table(nights["out"] / "n5", "embeddings"))
     assert night["embedded"] == distinct == summary["counts"]["embedded"]
     assert night["files_read"] == summary["counts"]["files"] and night["files_carried"] == 0
-    full = _run(nights["data"], tmp_path / "full", "f5", other)
-    assert full["counts"] == summary["counts"]
+    _run(nights["data"], tmp_path / "full", "f5", other)
     assert_same_tables(nights["out"] / "n5", tmp_path / "full" / "f5")
 
 
