@@ -86,7 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", dest="quiet_all",
                         help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_common(sub.add_parser("run", help="embed and mine: shards in, tables out"))
+    run_parser = sub.add_parser("run", help="embed and mine: shards in, tables out")
+    _add_common(run_parser)
+    run_parser.add_argument(
+        "--incremental", action="store_true",
+        help="build on the latest published run under --output: unchanged files are not "
+             "read, known images not embedded, old pairs carried (README: Nightly runs)")
     _add_common(sub.add_parser("embed", help="stage 1: images -> Parquet embeddings"))
     mine = sub.add_parser("mine", help="stage 2: Parquet embeddings -> pair tables")
     _add_common(mine, stage_flags=False)
@@ -208,7 +213,8 @@ def run(argv: list[str] | None = None) -> int:
     summary = execute(config, beam_args, embed=args.command in ("run", "embed"),
                       mine=args.command in ("run", "mine"),
                       embeddings=getattr(args, "embeddings", None), overwrite=args.overwrite,
-                      previous=args.previous)
+                      previous=args.previous,
+                      incremental=getattr(args, "incremental", False))
     print_summary(summary)
     log.debug("summary: %s", json.dumps(summary, default=str))
     alerts.report(summary.get("alerts", []))

@@ -17,6 +17,10 @@
    logged and noted in `summary.json`, and the run is published without it;
 6. `RunFolder.publish`: `summary.json`, the folder moved into place, `_SUCCESS`.
 
+An incremental night (`previous` / `incremental`) first finds the run it builds
+on (`pipelines.previous_run`, its summary only), gives it to both jobs, and
+says in `summary.json` `incremental` what was reused and what was done again.
+
 The launcher never holds a per-record table: what it reads is footers,
 schemas and a few small JSON files.
 """
@@ -34,7 +38,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines import __version__, checks, mine_pipeline
+from pipelines import __version__, checks, mine_pipeline, previous_run
 from pipelines.config import Config
 from pipelines.run_folder import RunFolder
 from transforms import run_checks, schemas
@@ -121,8 +125,23 @@ def _inference_seconds(result) -> float | None:
     return round(sum(d.sum for d in latencies) / 1e6, 3) if latencies else None
 
 
+def _counters(result, names: tuple[str, ...]) -> dict[str, int]:
+    """Totals of the clipdedup counters `names` (0 where a counter never counted)."""
+    from transforms.metrics import NAMESPACE
+
+    totals = dict.fromkeys(names, 0)
+    try:
+        query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    except Exception:  # noqa: BLE001 - metrics are optional on some runners
+        return totals
+    for c in query["counters"]:
+        if c.key.metric.name in totals:
+            totals[c.key.metric.name] += c.committed or c.attempted or 0
+    return totals
+
+
 def _embed(config: Config, model: ModelInfo, folder: RunFolder, options: PipelineOptions,
-           summary: dict) -> str:
+           summary: dict, previous: previous_run.Previous | None = None) -> str:
     # Building the embed graph imports the model runtime (torch): a mine-only
     # launcher never pays for it.
     from pipelines import embed_pipeline
@@ -132,11 +151,23 @@ def _embed(config: Config, model: ModelInfo, folder: RunFolder, options: Pipelin
     if model.is_stand_in:
         log.warning("MODEL IS A STAND-IN: %s has random weights, not the real clip-ViT-B-32; "
                     "its duplicate tables are not meaningful for real data", model.name)
+    night = summary.get("incremental")
+    if previous is not None:
+        reason = previous_run.reembed_reason(previous, summary)
+        night.update(reembedded_in_full=reason is not None, reembed_reason=reason)
+        if reason:
+            log.warning("run %s: %s since %s: every file is read and embedded again",
+                        folder.run_id, reason, previous.folder)
+            previous = None
     started = time.monotonic()
-    result = _run(embed_pipeline.build_pipeline(config, folder.staging, model.dim, options,
-                                                image_size=model.image_size,
-                                                descriptor=model.kind == "descriptor"))
+    result = _run(embed_pipeline.build_pipeline(
+        config, folder.staging, model.dim, options, image_size=model.image_size,
+        descriptor=model.kind == "descriptor",
+        previous=previous.folder if previous is not None else None))
     summary["timings"]["embed_seconds"] = round(time.monotonic() - started, 3)
+    if night is not None:  # what this night did, as the job's counters saw it
+        night.update(_counters(result, ("files_read", "files_carried", "files_gone",
+                                        "embedded", "embeddings_reused")))
     summary["timings"]["inference_seconds"] = _inference_seconds(result)
 
     # The small tables are merged before any check, so a failed run's staging
@@ -153,6 +184,9 @@ def _embed(config: Config, model: ModelInfo, folder: RunFolder, options: Pipelin
     checks.check_file_budget(totals, config.max_error_fraction)
     checks.check_error_budget(totals, config.max_error_fraction)
     FileSystems.delete([run_checks.checks_path(folder.staging)])  # summary.json has its counts
+    if night is not None:  # tonight's work apart from what was carried over
+        summary["counts"].update(files_read=night["files_read"],
+                                 images_embedded=night["embedded"])
     summary["failed_files"] = totals["failed_files"][:checks.SHOWN_FILES]
     summary["counts"].update(
         counts, files=totals["files"], files_failed=totals["files_failed"],
@@ -164,7 +198,8 @@ def _embed(config: Config, model: ModelInfo, folder: RunFolder, options: Pipelin
 
 def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
           options: PipelineOptions, summary: dict,
-          exact_duplicates: str | list[str] | None = None, previous: str | None = None) -> None:
+          exact_duplicates: str | list[str] | None = None, previous: str | None = None,
+          builds_on: previous_run.Previous | None = None) -> None:
     """Mines pairs and builds groups and the keep/drop manifest in one Beam job.
 
     With `keeper_policy: stable` and a previous run, its keep table is read on
@@ -187,10 +222,12 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
                      if previous and config.keeper_policy == "stable" else None)
     if config.keeper_policy == "stable" and not previous:
         log.info("keeper_policy stable without --previous: keepers by the keeper rule alone")
+    incremental = _mine_incrementally(config, folder, summary, builds_on, n_records)
     started = time.monotonic()
     _run(mine_pipeline.build_pipeline(config, patterns, folder.staging, options,
                                       keeper_rule=rule, exact_duplicates=sources,
-                                      n_records=n_records, previous_keep=previous_keep))
+                                      n_records=n_records, previous_keep=previous_keep,
+                                      incremental=incremental))
     summary["timings"]["mine_seconds"] = round(time.monotonic() - started, 3)
     for table in (mine_pipeline.DUPLICATES, mine_pipeline.NEAR_DUPLICATES):
         folder.merge_parts(table, schemas.PAIRS_SCHEMA)
@@ -198,6 +235,15 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
     group_stats = mine_pipeline.read_stats(folder.staging, mine_pipeline.GROUP_STATS)
     FileSystems.delete([FileSystems.join(folder.staging, name + ".json")
                         for name in (mine_pipeline.MINE_STATS, mine_pipeline.GROUP_STATS)])
+    if stats.get("incremental"):  # the tables' totals, from the merged files' footers
+        from transforms.parquet_open import open_parquet
+
+        stats.update({table: open_parquet(folder.path(f"{table}.parquet")).metadata.num_rows
+                      for table in (mine_pipeline.DUPLICATES, mine_pipeline.NEAR_DUPLICATES)})
+        stats["pairs_carried"] = stats["duplicates"] + stats["near_duplicates"] - stats["pairs_new"]
+        summary["incremental"].update(pairs_carried=stats["pairs_carried"],
+                                      pairs_new=stats["pairs_new"],
+                                      embeddings_new_to_mining=stats["embeddings_new"])
     summary["mining"] = stats
     summary["counts"].update(duplicates=stats["duplicates"],
                              near_duplicates=stats["near_duplicates"])
@@ -225,6 +271,32 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
     summary["counts"].update(kept=group_stats["kept"], dropped=group_stats["dropped"])
 
 
+def _mine_incrementally(config: Config, folder: RunFolder, summary: dict,
+                        previous: previous_run.Previous | None,
+                        n_records: int) -> dict[str, str] | None:
+    """The `incremental` argument of the mine job, or None (a full mine, logged)."""
+    night = summary.get("incremental")
+    if previous is None or night is None:
+        return None
+    if night.get("reembedded_in_full"):  # new vectors for every record: no pair carries
+        night.update(remined_in_full=True, remine_reason=night["reembed_reason"])
+        return None
+    from transforms.embed import reuse
+    from transforms.mine import resolve_mode
+
+    mode = ("distributed" if config.mode == "distributed"
+            else resolve_mode(config.mode, n_records, config.approximate_min_n))
+    reason = previous_run.remine_reason(previous, mode, config.near_duplicate_threshold)
+    night.update(remined_in_full=reason is not None, remine_reason=reason)
+    if reason:
+        log.warning("run %s: %s: every pair is mined again", folder.run_id, reason)
+        return None
+    ids = FileSystems.join(folder.staging, reuse.INCREMENTAL)
+    return {"previous": previous.folder,
+            "new_ids": FileSystems.join(ids, reuse.NEW, "*.parquet"),
+            "not_carried": FileSystems.join(ids, reuse.NOT_CARRIED, "*.parquet")}
+
+
 def _inspect_embeddings(config: Config, patterns: list[str]) -> tuple[str, list[str], int]:
     """The keeper rule resolved against the metadata columns any embeddings file has,
     the fields it leaves out, and the row count (footers only; each file is checked
@@ -246,7 +318,7 @@ def _inspect_embeddings(config: Config, patterns: list[str]) -> tuple[str, list[
 
 def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: bool = True,
             embeddings: str | list[str] | None = None, overwrite: bool = False,
-            previous: str | None = None) -> dict:
+            previous: str | None = None, incremental: bool = False) -> dict:
     """Runs the chosen stages into a new run folder and publishes it.
 
     Args:
@@ -257,7 +329,10 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
             when only `mine` runs.
         overwrite: replace a published run folder of the same run_id.
         previous: the previous published run folder (read only): what changed
-            since it (and, with `keeper_policy: stable`, its keepers).
+            since it (and, with `keeper_policy: stable`, its keepers). With both
+            stages, the run also builds on it (an incremental night).
+        incremental: build on the latest published run under `config.output`
+            (both stages only); it is also the `previous` of the diff.
 
     Returns:
         The summary written to `summary.json`, with `run_folder` added.
@@ -276,13 +351,20 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
     options = pipeline_options(beam_args)
     model = resolve_model(config) if embed else None  # before anything is created or read
     folder = RunFolder(config.output, config.run_id or default_run_id())
+    builds_on = _previous(config, folder, previous, incremental, embed and mine)
+    if builds_on:  # found by --incremental: the diff and a stable keeper compare with it
+        previous = builds_on.folder
+        from pipelines.diff_pipeline import check_run
+
+        check_run(previous)
     if previous and _same_folder(previous, folder.final):
         raise ValueError(f"--previous {previous} is the run folder this run would replace; "
                          "the previous run is read-only input: pass another --run-id")
     folder.start(overwrite)  # takes the run id's lock; fails fast if another run holds it
     try:
         return _run_stages(config, model, folder, options, embed=embed, mine=mine,
-                           embeddings=embeddings, overwrite=overwrite, previous=previous)
+                           embeddings=embeddings, overwrite=overwrite, previous=previous,
+                           builds_on=builds_on)
     except BaseException as exc:
         note = folder.abandon()  # an empty staging folder goes; else say where it is
         if note:
@@ -292,11 +374,35 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
         folder.release()
 
 
+def _previous(config: Config, folder: RunFolder, previous: str | None, incremental: bool,
+              both_stages: bool) -> previous_run.Previous | bool | None:
+    """The run an incremental night builds on; False: none published yet (a full run);
+    None: not an incremental run."""
+    if not both_stages:  # `mine --previous`: a diff, nothing to build on
+        if incremental:
+            raise ValueError("--incremental needs both stages (clipdedup run)")
+        return None
+    if not (previous or incremental):
+        return None
+    if previous is None:
+        previous = previous_run.latest_published(config.output, folder.run_id)
+        if previous is None:
+            log.warning("run %s: no published run under %s yet: a full run",
+                        folder.run_id, config.output)
+            return False
+    found = previous_run.load(previous)
+    log.info("run %s: incremental on %s", folder.run_id, found.folder)
+    return found
+
+
 def _run_stages(config: Config, model: ModelInfo | None, folder: RunFolder,
                 options: PipelineOptions, *, embed: bool, mine: bool,
                 embeddings: str | list[str] | None, overwrite: bool,
-                previous: str | None = None) -> dict:
+                previous: str | None = None,
+                builds_on: previous_run.Previous | bool | None = None) -> dict:
     """The stages of `execute`, inside a started run folder whose lock is held."""
+    from transforms.embed import reuse
+
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     summary: dict = {
         "clipdedup_version": __version__, "run_id": folder.run_id, "started_at": started_at,
@@ -306,11 +412,19 @@ def _run_stages(config: Config, model: ModelInfo | None, folder: RunFolder,
         "near_duplicate_threshold": config.near_duplicate_threshold,
         "config": config.to_dict(), "counts": {}, "timings": {},
     }
+    if builds_on is not None:  # what a later step (or a diff of the nights) builds on
+        summary["incremental"] = {
+            "previous": builds_on.folder if builds_on else None,
+            "previous_run_id": builds_on.run_id if builds_on else None,
+            "reembedded_in_full": not builds_on, "remined_in_full": not builds_on,
+            "reembed_reason": None if builds_on else "no previous run",
+            "remine_reason": None if builds_on else "no previous run"}
+    builds_on = builds_on or None
     started = time.monotonic()
     log.info("run %s: staging in %s", folder.run_id, folder.staging)
     exact_duplicates = None
     if embed:
-        embeddings = _embed(config, model, folder, options, summary)
+        embeddings = _embed(config, model, folder, options, summary, builds_on)
         exact_duplicates = folder.path("exact_duplicates.parquet")
         config = config.replace(id_column="record_id", embedding_column="embedding")  # its own table
     elif embeddings:
@@ -319,7 +433,9 @@ def _run_stages(config: Config, model: ModelInfo | None, folder: RunFolder,
         embeddings = _as_pattern(embeddings)
     if mine:
         _mine(config, embeddings, folder, options, summary, exact_duplicates,
-              previous=previous)
+              previous=previous, builds_on=builds_on)
+        if builds_on is not None:  # the id tables the embed job handed to the mine job
+            folder.delete_tree(FileSystems.join(folder.staging, reuse.INCREMENTAL))
         if previous:
             from pipelines.diff_pipeline import write_changes
 

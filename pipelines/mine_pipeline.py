@@ -3,6 +3,8 @@
     Create(patterns) -> MinePairs -> WriteDuplicates / WriteNearDuplicates / WriteStats
     (mode distributed) ReadEmbeddings -> MineDistributed -> SplitPairs -> Write...,
                        MeasureRecall -> DistributedStats -> WriteStats
+    (incremental night, exact) MineNewAgainstAll + CarryPairs (the previous run's
+                       pairs of old records) -> Write... / IncrementalStats -> WriteStats
     and, in both, the groups and the manifest on the same pairs:
     ReadRecords (ids + metadata, no vectors) -> CheckIdsUnique (before mining starts),
     ReadExactDuplicates, pairs -> BuildGroups -> WriteGroups / WriteKeep / WriteDrop /
@@ -186,7 +188,8 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
                    options: PipelineOptions | None = None, *, keeper_rule: str | None = None,
                    exact_duplicates: list[str] | None = None,
                    n_records: int | None = None,
-                   previous_keep: str | None = None) -> beam.Pipeline:
+                   previous_keep: str | None = None,
+                   incremental: dict[str, str] | None = None) -> beam.Pipeline:
     """The unrun mine pipeline writing its tables below `staging`.
 
     Args:
@@ -199,6 +202,9 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
             are one union-find combine; unknown or above, rounds on the workers.
         previous_keep: the previous run's keep table (`keeper_policy: stable`):
             the records it kept stay keepers while within the threshold.
+        incremental: exact mode only: `previous` (a published run folder whose pairs
+            are carried), `new_ids` and `not_carried` (patterns of the id tables the
+            incremental embed job wrote); see `transforms.mine.incremental`.
     """
     from transforms.manifest.records import FindRepeatedIds, ReadRecords, check_ids_unique
 
@@ -220,16 +226,19 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
         _build_groups(p, config, records, pairs, staging, rule, exact_duplicates or [],
                       n_records, previous_keep)
         return p
-    mined = (p
+    table = (p
              | "EmbeddingsTable" >> beam.Create([tuple(patterns)])
              # mining starts once ids are known unique, so a repeated id fails in one line
              | "AfterIdsChecked" >> beam.Map(lambda table, ok: table,
-                                             ok=beam.pvalue.AsSingleton(ids_checked))
-             | "MinePairs" >> MinePairs(config.duplicate_threshold,
-                                        config.near_duplicate_threshold,
-                                        config.mode, config.block_size,
-                                        mining_options(config), config.id_column,
-                                        config.embedding_column))
+                                             ok=beam.pvalue.AsSingleton(ids_checked)))
+    if incremental:
+        mined = _mine_incremental(p, config, table, incremental)
+    else:
+        mined = table | "MinePairs" >> MinePairs(config.duplicate_threshold,
+                                                 config.near_duplicate_threshold,
+                                                 config.mode, config.block_size,
+                                                 mining_options(config), config.id_column,
+                                                 config.embedding_column)
     for tag, label in ((DUPLICATES, "WriteDuplicates"), (NEAR_DUPLICATES, "WriteNearDuplicates")):
         # num_shards=0: each bundle writes its own part in the step that mines it, so
         # tables stream to Parquet; a fixed shard count would shuffle (hold) them all.
@@ -243,6 +252,35 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
     _build_groups(p, config, records, pairs, staging, rule, exact_duplicates or [],
                   n_records, previous_keep)
     return p
+
+
+def _incremental_stats(new: dict, mode_requested: str) -> dict:
+    """The new pairs' stats; the launcher adds the table totals (from the footers)."""
+    return dict(new, mode_requested=mode_requested, incremental=True, recall_sampled=1.0,
+                recall_exact=True)
+
+
+def _mine_incremental(p: beam.Pipeline, config: Config, table, incremental: dict[str, str]):
+    """The previous run's pairs of old records, plus new records mined against all."""
+    from transforms.mine.incremental import CarryPairs, MineNewAgainstAll
+
+    new = table | "MineNewAgainstAll" >> MineNewAgainstAll(
+        incremental["new_ids"], config.duplicate_threshold, config.near_duplicate_threshold,
+        config.block_size, config.id_column, config.embedding_column)
+    previous = incremental["previous"]
+    carried = (p
+               | "PreviousPairTables" >> beam.Create(
+                   [FileSystems.join(previous, f"{tag}.parquet")
+                    for tag in (DUPLICATES, NEAR_DUPLICATES)])
+               | "CarryPairs" >> CarryPairs(incremental["not_carried"],
+                                            config.duplicate_threshold,
+                                            config.near_duplicate_threshold))
+    out = {}
+    for tag, label in ((DUPLICATES, "Duplicates"), (NEAR_DUPLICATES, "NearDuplicates")):
+        out[tag] = (new[tag], carried[tag]) | f"All{label}" >> beam.Flatten()
+    out[STATS] = new[STATS] | "IncrementalStats" >> beam.Map(
+        _incremental_stats, mode_requested=config.mode)
+    return out
 
 
 def read_stats(staging: str, name: str = MINE_STATS) -> dict:

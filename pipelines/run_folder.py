@@ -326,6 +326,12 @@ class RunFolder:
             if name.startswith(prefix):
                 remove_marked(os.path.join(self.output, name), self.run_id)
 
+    def delete_tree(self, path: str) -> None:
+        """Deletes `path` (a folder inside this run's staging folder) and what is in it."""
+        if not path.startswith(self.staging.rstrip("/") + "/"):
+            raise ValueError(f"{path} is not inside {self.staging}")
+        self._delete_tree(path)
+
     def _delete_tree(self, path: str) -> None:
         if _is_local(path):
             shutil.rmtree(path, ignore_errors=True)

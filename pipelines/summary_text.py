@@ -51,6 +51,7 @@ def print_summary(summary: dict, out=None) -> None:
         lines.append(f"  manifest: kept {g['kept']}, dropped {g['dropped']} (exact_copy "
                      f"{g['dropped_exact_copy']}, duplicate {g['dropped_duplicate']}, "
                      f"near_duplicate {g['dropped_near_duplicate']}) in {g['groups']} groups")
+    lines += _night_lines(summary.get("incremental"))
     d = summary.get("diff")
     if d:
         r = d["records"]
@@ -73,3 +74,22 @@ def print_summary(summary: dict, out=None) -> None:
                      if report.get("written") else f"  report NOT written ({report['error']}); "
                      f"`clipdedup report {summary['run_folder']}` writes it")
     print("\n".join(lines), file=out or sys.stdout)
+
+
+def _night_lines(night: dict | None) -> list[str]:
+    """What an incremental night reused and what it did again, and why."""
+    if night is None:
+        return []
+    if not night.get("previous"):
+        return ["  incremental: no published run to build on, a full run"]
+    lines = [f"  incremental on {night['previous']}: files read {night.get('files_read', 0)}, "
+             f"carried {night.get('files_carried', 0)}, gone {night.get('files_gone', 0)}; "
+             f"images embedded {night.get('embedded', 0)}, vectors reused "
+             f"{night.get('embeddings_reused', 0)}"]
+    if "pairs_carried" in night:
+        lines.append(f"  pairs carried {night['pairs_carried']}, new {night['pairs_new']} "
+                     f"({night['embeddings_new_to_mining']} records mined against all)")
+    for what in ("reembed", "remine"):
+        if night.get(f"{what}_reason"):
+            lines.append(f"  {what}: {night[f'{what}_reason']}")
+    return lines

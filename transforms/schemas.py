@@ -104,6 +104,10 @@ SHARDS_SCHEMA = pa.schema(
         pa.field("images_found", pa.int64(), nullable=False),
         pa.field("errors", pa.int64(), nullable=False),
         pa.field("ended_cleanly", pa.bool_(), nullable=False),
+        # The file as listed (Beam's FileMetadata): an incremental run reads a file
+        # again only when its size or modification time differs (null: unknown).
+        pa.field("file_size", pa.int64()),
+        pa.field("last_modified", pa.float64()),
     ]
 )
 
@@ -151,6 +155,9 @@ SKIPPED_SCHEMA = pa.schema(
         pa.field("message", pa.string(), nullable=False),
     ]
 )
+
+#: Record ids alone: the ids an incremental night hands from its embed job to its mine job.
+RECORD_IDS_SCHEMA = pa.schema([pa.field("record_id", pa.string(), nullable=False)])
 
 #: `changes`: one row per record whose status differs between two runs (`clipdedup
 #: diff`, and a run with `--previous`). `status_*`: kept / dropped / error, null

@@ -222,6 +222,13 @@ class MatchInputs(beam.PTransform):
         return (pbegin | "ListInputs" >> self._list)["files"]
 
 
+def listed_as(metadata: FileMetadata) -> dict[str, Any]:
+    """The `file_size` and `last_modified` columns of a shard row: the file as the
+    listing saw it, so the next night's listing compares like with like."""
+    return {"file_size": metadata.size_in_bytes,
+            "last_modified": metadata.last_updated_in_seconds}
+
+
 class _ReadFileFn(beam.DoFn):
     def __init__(self, image_column: str, key_column: str | None, with_data: bool,
                  report: bool, max_file_bytes: int):
@@ -298,7 +305,8 @@ class _ReadFileFn(beam.DoFn):
         self._progress.add(records)
         yield beam.pvalue.TaggedOutput(SHARDS, {
             "source_uri": uri, "input_kind": kind, "records_read": records,
-            "images_found": images, "errors": errors, "ended_cleanly": shard_errors == 0})
+            "images_found": images, "errors": errors, "ended_cleanly": shard_errors == 0,
+            **listed_as(metadata)})
 
 
 class ReadRecords(beam.PTransform):

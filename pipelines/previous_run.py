@@ -1,0 +1,114 @@
+"""The previous run an incremental night builds on, and what of it can be reused.
+
+`clipdedup run --incremental` builds on the latest published run under
+`--output` (`latest_published`); `--previous RUN_FOLDER` names one. The
+launcher reads only its `_SUCCESS` and `summary.json`, through Beam's
+`FileSystems` (so it may be on `gs://`); its tables are read by the jobs, on
+the engine, and nothing in it is ever written.
+
+What may be reused is decided from the two summaries:
+- files and vectors (`reembed_reason`): only with the same model, vector
+  width, input size, device kind, backend and reading/decoding settings;
+  else everything is read and embedded again;
+- pairs (`remine_reason`): only when both runs mine in exact mode and
+  tonight's near-duplicate threshold is not below the previous one's (the
+  carried pairs would miss the band in between); else all pairs are mined
+  again. Approximate and distributed mining always mine in full: their pairs
+  depend on centroids trained on the whole table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.run_names import SUCCESS
+
+log = logging.getLogger("clipdedup")
+
+SUMMARY = "summary.json"
+# Config keys that change which records a file gives, or the pixels a vector is made from.
+_SHAPING_KEYS = ("image_column", "key_column", "max_file_bytes", "max_image_pixels", "backend")
+
+
+@dataclasses.dataclass(frozen=True)
+class Previous:
+    folder: str
+    summary: dict
+
+    @property
+    def run_id(self) -> str:
+        return self.summary.get("run_id", "")
+
+
+def _read_json(path: str) -> dict:
+    with FileSystems.open(path) as f:
+        data = json.loads(f.read().decode() or "{}")
+    return data if isinstance(data, dict) else {}
+
+
+def latest_published(output: str, exclude_run_id: str | None = None) -> str | None:
+    """The published run folder under `output` published last (ties: the larger run id),
+    or None; staging, trash and unpublished folders have no `_SUCCESS` and are skipped."""
+    try:
+        found = FileSystems.match([FileSystems.join(output, "*", SUCCESS)])[0].metadata_list
+    except Exception:  # noqa: BLE001 - no output folder yet: no previous run
+        return None
+    best = None
+    for m in found:
+        folder = m.path[:-len(SUCCESS) - 1]
+        name = folder.rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith(("_", ".")) or name == exclude_run_id:
+            continue
+        key = (str(_read_json(m.path).get("published_at", "")), name)
+        if best is None or key > best[0]:
+            best = (key, folder)
+    return best[1] if best else None
+
+
+def load(folder: str) -> Previous:
+    """The published run at `folder`.
+
+    Raises:
+        ValueError: it is not a published run of both stages.
+    """
+    folder = folder.rstrip("/")
+    if not FileSystems.exists(FileSystems.join(folder, SUCCESS)):
+        raise ValueError(f"--previous {folder}: not a published run (no {SUCCESS})")
+    summary = _read_json(FileSystems.join(folder, SUMMARY))
+    if not {"embed", "mine"} <= set(summary.get("stages", [])):
+        raise ValueError(f"--previous {folder}: a run of both stages (clipdedup run) is needed, "
+                         f"this one ran {summary.get('stages')}")
+    return Previous(folder, summary)
+
+
+def fingerprint(summary: dict) -> dict:
+    """What must match for the same bytes to give the same records and vectors."""
+    config = summary.get("config", {})
+    return {"model": summary.get("model"), "embedding_dim": summary.get("embedding_dim"),
+            "image_size": summary.get("image_size"),
+            "device": str(config.get("device", "cpu")).split(":")[0],
+            **{k: config.get(k) for k in _SHAPING_KEYS}}
+
+
+def reembed_reason(previous: Previous, summary: dict) -> str | None:
+    """Why nothing of `previous` can be reused for tonight's `summary`, or None."""
+    before, now = fingerprint(previous.summary), fingerprint(summary)
+    differ = [f"{k} {before[k]!r} -> {now[k]!r}" for k in now if before.get(k) != now[k]]
+    return ("model or preprocessing changed: " + ", ".join(differ)) if differ else None
+
+
+def remine_reason(previous: Previous, mode: str, near_duplicate_threshold: float) -> str | None:
+    """Why the previous pairs cannot be carried (tonight mines in resolved `mode`), or None."""
+    before = previous.summary.get("mining", {}).get("mode")
+    if mode != "exact" or before != "exact":
+        return (f"mining mode {before!r} -> {mode!r}: pairs are carried only between exact "
+                "runs")
+    threshold = previous.summary.get("near_duplicate_threshold")
+    if threshold is None or near_duplicate_threshold < threshold:
+        return (f"near_duplicate_threshold lowered {threshold} -> {near_duplicate_threshold}: "
+                "the previous pairs miss the band in between")
+    return None
