@@ -10,6 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+_PILLOW_PIXEL_CAP = Image.MAX_IMAGE_PIXELS  # Pillow's own, before any test ran
+
+
+@pytest.fixture(autouse=True)
+def _pillow_pixel_cap_restored():
+    """Decoding sets Pillow's process-wide pixel cap (`transforms/decode.py`); restored
+    after every test so that no later test (or module fixture) depends on the order."""
+    yield
+    Image.MAX_IMAGE_PIXELS = _PILLOW_PIXEL_CAP
+
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
