@@ -51,7 +51,7 @@ def check_run(folder: str, published: bool = True) -> None:
     """Raises ValueError unless `folder` is a (published) run with a manifest and pair tables."""
     if published and not FileSystems.exists(FileSystems.join(folder, SUCCESS)):
         raise ValueError(f"{folder} is not a published run folder (no {SUCCESS}); "
-                         "diff compares published runs")
+                         "diff and --previous take published runs only")
     missing = [f"{t}.parquet" for t in MANIFEST_TABLES if not FileSystems.exists(_table(folder, t))]
     if missing:
         raise ValueError(f"run {folder} has no {', '.join(missing)}: diff needs runs that "

@@ -351,12 +351,14 @@ def execute(config: Config, beam_args: list[str], *, embed: bool = True, mine: b
     options = pipeline_options(beam_args)
     model = resolve_model(config) if embed else None  # before anything is created or read
     folder = RunFolder(config.output, config.run_id or default_run_id())
+    given = previous
     builds_on = _previous(config, folder, previous, incremental, embed and mine)
-    if builds_on:  # found by --incremental: the diff and a stable keeper compare with it
+    if builds_on:  # the diff and a stable keeper compare with the run a night builds on
         previous = builds_on.folder
-        from pipelines.diff_pipeline import check_run
+        if not given:  # found by --incremental; a given --previous was checked above
+            from pipelines.diff_pipeline import check_run
 
-        check_run(previous)
+            check_run(previous)
     if previous and _same_folder(previous, folder.final):
         raise ValueError(f"--previous {previous} is the run folder this run would replace; "
                          "the previous run is read-only input: pass another --run-id")
