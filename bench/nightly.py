@@ -40,7 +40,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 
@@ -77,14 +76,6 @@ def _photo(seed: int) -> bytes:
     return buf.getvalue()
 
 
-def _shard(path: str, blobs: list[tuple[str, bytes]]) -> None:
-    with tarfile.open(path, "w") as tar:
-        for name, data in blobs:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-
 def build_data(folder: str, images: int, night_fraction: float) -> tuple[str, int]:
     """Night-1 shards of `images` photos and tonight's extra shard; returns (glob, new images).
 
@@ -92,13 +83,15 @@ def build_data(folder: str, images: int, night_fraction: float) -> tuple[str, in
     """
     from PIL import Image
 
+    from tools.synthetic import write_tar
+
     os.makedirs(folder, exist_ok=True)
     for old in os.listdir(folder):  # a reused --work folder: tonight's shard from last time
         if old.startswith("night2-"):
             os.remove(os.path.join(folder, old))
     for s in range(0, images, PER_SHARD):
-        _shard(os.path.join(folder, f"night1-{s // PER_SHARD:05d}.tar"),
-               [(f"{k:07d}.jpg", _photo(k)) for k in range(s, min(images, s + PER_SHARD))])
+        write_tar(os.path.join(folder, f"night1-{s // PER_SHARD:05d}.tar"),
+                  [(f"{k:07d}.jpg", _photo(k)) for k in range(s, min(images, s + PER_SHARD))])
     new = max(1, round(images * night_fraction))
     blobs = []
     for k in range(new):
@@ -111,7 +104,7 @@ def build_data(folder: str, images: int, night_fraction: float) -> tuple[str, in
         else:
             data = _photo(images + k)
         blobs.append((f"new-{k:07d}.jpg", data))
-    _shard(os.path.join(folder, "night2-00000.tar.new"), blobs)
+    write_tar(os.path.join(folder, "night2-00000.tar.new"), blobs)
     return os.path.join(folder, "*.tar"), new
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-import tarfile
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from tools.synthetic import write_tar  # noqa: F401 - the tests' tar shards
 
 _PILLOW_PIXEL_CAP = Image.MAX_IMAGE_PIXELS  # Pillow's own, before any test ran
 
@@ -43,14 +44,6 @@ def encode(img: Image.Image, fmt: str = "JPEG", **kwargs) -> bytes:
     return buf.getvalue()
 
 
-def write_tar(path: str, members: list[tuple[str, bytes]]) -> str:
-    """A tar shard with `members` (name, data) in order."""
-    with tarfile.open(path, "w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 def write_parquet_images(path: str, blobs: list[bytes | None], layout: str = "binary",

@@ -9,6 +9,9 @@ near-duplicate threshold (some fall just below it) or above 0.999 (duplicates).
 
 from __future__ import annotations
 
+import io
+import tarfile
+
 import numpy as np
 
 
@@ -76,3 +79,13 @@ def clustered_embeddings(
             noise += x[source[s:e]]
             x[planted[s:e]] = _normalise(noise)
     return x
+
+
+def write_tar(path: str, members: list[tuple[str, bytes]]) -> str:
+    """A tar shard with `members` (name, data) in order."""
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
