@@ -2,11 +2,11 @@
 
 One child process (see `bench/children.py`) writes an embeddings table and
 runs `clipdedup mine` on it as the launcher of a process of its own,
-submitting to `tools.local_engine` (a Beam job service and worker pool in
-other processes) with the PortableRunner, as it would submit to Dataflow. The
-launcher's peak is its own `ru_maxrss`; the engine's is the largest summed
-RSS of the job service, the pool and its workers, sampled from /proc every
-0.1 s (printed beside what the engine holds idle).
+submitting to `tools.local_engine` (a Beam job service in another process,
+the user code running inside it) with the PortableRunner, as it would submit
+to Dataflow. The launcher's peak is its own `ru_maxrss`; the engine's is the
+largest RSS of the job service and anything it starts, sampled from /proc
+every 0.1 s (printed beside what the engine holds idle).
 
 `--dense K` makes the first K rows near-identical, a dense cluster of
 K * (K - 1) / 2 pairs (5,000 rows: 12.5M pairs), the case where pairs, not

@@ -3,13 +3,21 @@
 With the DirectRunner the launcher *is* the engine: every element a job
 buffers counts against the process that called `clipdedup`, so the
 launcher's memory cannot be told from the job's. `LocalEngine` starts Beam's
-Python job service (`local_job_service_main`) and an SDK worker pool
-(`worker_pool_main`) as child processes; a launcher given `engine.beam_args`
-submits to them with the PortableRunner, as it would submit to Dataflow,
-and holds only what it reads itself. The engine's memory is sampled from
-`/proc` (the job service, the pool and every worker they start). Their
-logs go to `engine.log_paths` (the job service logs at INFO, where Beam
-reports data it discarded).
+Python job service (`local_job_service_main`) as a child process; a
+launcher given `engine.beam_args` submits to it with the PortableRunner, as
+it would submit to Dataflow, and holds only what it reads itself.
+
+Where the user code runs is `worker`:
+- "embedded" (the default): inside the job service, as the DirectRunner
+  runs it (Beam's embedded Python environment, no data over gRPC).
+- "pool": in SDK workers started by a worker pool (`worker_pool_main`),
+  data and state over gRPC as on a remote cluster. On this Beam (2.77) that
+  path lost grouped elements of a 5,000-member clique (docs/scaling.md), so
+  it is kept for finding that out, not for measuring.
+
+The engine's memory is sampled from `/proc` (the job service, the pool and
+every worker they start). Their logs go to `engine.log_paths` (the job
+service logs at INFO, where Beam reports data it discarded).
 
     with LocalEngine() as engine:
         rc, launcher_rss = run_launcher(["clipdedup", "mine", ..., *engine.beam_args])
@@ -85,10 +93,14 @@ def tree_rss_bytes(roots: list[int]) -> int:
 
 
 class LocalEngine:
-    """A job service and a worker pool, started on free ports; see the module docstring."""
+    """A Beam job service (and for worker="pool" a worker pool) on free ports; see above."""
 
-    def __init__(self, start_timeout: float = 120.0, log_dir: str | None = None):
+    def __init__(self, start_timeout: float = 120.0, log_dir: str | None = None,
+                 worker: str = "embedded"):
+        if worker not in ("embedded", "pool"):
+            raise ValueError(f"worker must be 'embedded' or 'pool', not {worker!r}")
         self._start_timeout = start_timeout
+        self.worker = worker
         # The engine's own logs (Beam logs dropped data at INFO, a failed bundle at ERROR)
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="clipdedup-engine-")
         os.makedirs(self.log_dir, exist_ok=True)
@@ -101,13 +113,18 @@ class LocalEngine:
 
     def __enter__(self) -> LocalEngine:
         # Workers are started as `python`: the pool must find this interpreter first.
+        # An embedded worker unpickles this project's DoFns in the job service.
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
-                   + os.environ.get("PATH", ""))
+                   + os.environ.get("PATH", ""),
+                   PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
         job_port, pool_port = _free_port(), _free_port()
+        services = [("apache_beam.runners.portability.local_job_service_main", "--port", job_port)]
+        if self.worker == "pool":
+            services.append(("apache_beam.runners.worker.worker_pool_main", "--service_port",
+                             pool_port))
         try:
-            for module, flag, port in (
-                    ("apache_beam.runners.portability.local_job_service_main", "--port", job_port),
-                    ("apache_beam.runners.worker.worker_pool_main", "--service_port", pool_port)):
+            for module, flag, port in services:
                 log_path = os.path.join(self.log_dir, module.rsplit(".", 1)[1] + ".log")
                 self.log_paths.append(log_path)
                 with open(log_path, "ab") as log:
@@ -118,9 +135,11 @@ class LocalEngine:
         except BaseException:
             self._terminate()
             raise
+        environment = (["--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}"]
+                       if self.worker == "pool" else
+                       ["--environment_type=beam:env:embedded_python:v1"])
         self.beam_args = ["--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}",
-                          "--environment_type=EXTERNAL",
-                          f"--environment_config=localhost:{pool_port}",
+                          *environment,
                           # the state stream's deadline; the default ends jobs over 5 min
                           "--job_server_timeout=86400"]
         self.idle_rss_bytes = self.peak_rss_bytes = tree_rss_bytes([p.pid for p in self._procs])

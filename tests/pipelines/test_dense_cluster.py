@@ -1,8 +1,8 @@
 """A dense cluster (every member within the near threshold of every other) mined
 and grouped on the engine, with the launcher in a process of its own.
 
-The launcher submits to `tools.local_engine` (a Beam job service and worker
-pool in other processes) as it would submit to Dataflow, so its peak RSS is
+The launcher submits to `tools.local_engine` (a Beam job service in another
+process) as it would submit to Dataflow, so its peak RSS is
 its own. Groups and the manifest must equal `build_groups` (the launcher-side
 reference) on the same pairs.
 """
@@ -53,14 +53,15 @@ def _sorted(table: pa.Table) -> list[dict]:
     return sorted(table.to_pylist(), key=lambda r: r["record_id"])
 
 
-def mine_on_engine(tmp_path, n: int, cluster: int, dim: int) -> tuple[dict, int, str]:
+def mine_on_engine(tmp_path, n: int, cluster: int, dim: int, timeout: float = 1500
+                   ) -> tuple[dict, int, str]:
     embeddings = write_dense_cluster(str(tmp_path / "embeddings"), n, cluster, dim)
     with LocalEngine() as engine:
         rc, launcher_rss, output = run_launcher(
             [sys.executable, "-m", "pipelines.cli", "mine", "--embeddings", embeddings,
              "--output", str(tmp_path / "out"), "--run-id", "dense", "--mode", "exact", "-q",
              *engine.beam_args],
-            env=dict(os.environ, PYTHONPATH=ROOT), timeout=1500)
+            env=dict(os.environ, PYTHONPATH=ROOT), timeout=timeout)
     assert rc == 0, output[-3000:]
     run_folder = tmp_path / "out" / "dense"
     summary = json.loads((run_folder / "summary.json").read_text())
@@ -83,7 +84,7 @@ def check_against_reference(run_folder: str, embeddings: str) -> None:
 @pytest.mark.slow
 def test_dense_cluster_200k_launcher_under_1_gib(tmp_path):
     n, cluster = 200_000, 5_000
-    summary, launcher_rss, run_folder = mine_on_engine(tmp_path, n, cluster, dim=32)
+    summary, launcher_rss, run_folder = mine_on_engine(tmp_path, n, cluster, dim=32, timeout=4 * 3600)
     pairs = cluster * (cluster - 1) // 2
     assert summary["counts"]["duplicates"] + summary["counts"]["near_duplicates"] == pairs
     groups = summary["groups"]
