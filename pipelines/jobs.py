@@ -38,7 +38,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines import __version__, checks, mine_pipeline, previous_run
+from pipelines import __version__, beam_introspection, checks, mine_pipeline, previous_run
 from pipelines.config import Config
 from pipelines.run_folder import RunFolder
 from transforms import run_checks, schemas
@@ -100,6 +100,7 @@ def default_run_id() -> str:
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     """Beam options from the pass-through flags; never re-reads sys.argv."""
+    beam_introspection.install()
     options = PipelineOptions(list(beam_args))
     if not options.view_as(StandardOptions).runner:
         options.view_as(StandardOptions).runner = DEFAULT_RUNNER
