@@ -37,6 +37,7 @@ import threading
 import time
 
 SAMPLE_SECONDS = 0.1
+HWM_SAMPLE_SECONDS = 0.02
 
 
 def _free_port() -> int:
@@ -169,24 +170,54 @@ class LocalEngine:
         self._terminate()
 
 
+def _hwm_bytes(pid: int) -> int:
+    """The peak resident memory of `pid`'s own address space (`VmHWM`), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0
+
+
 def run_launcher(argv: list[str], env: dict | None = None, timeout: float | None = None
                  ) -> tuple[int, int, str]:
     """Runs `argv` as a process of its own: (exit code, its peak RSS in bytes, its output).
 
-    The peak is the process's own (`ru_maxrss` from `wait4`), not its children's.
+    The peak is the launcher's own address space's high-water mark (`VmHWM`),
+    sampled until it exits. Not `ru_maxrss` from `wait4`: Linux folds the
+    address space the child was forked from into it at `exec`, so a launcher
+    started by a process holding 2 GB would report 2 GB however little it used.
     """
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output: list[bytes] = []
     reader = threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True)
     reader.start()
+    peak, exited = [0], threading.Event()
+
+    def sample() -> None:
+        # VmHWM only grows, so the last reading before exit holds the peak up to it.
+        while not exited.is_set():
+            peak[0] = max(peak[0], _hwm_bytes(proc.pid))
+            exited.wait(HWM_SAMPLE_SECONDS)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     timer = threading.Timer(timeout, proc.kill) if timeout else None
     if timer:
         timer.start()
     try:
-        _, status, usage = os.wait4(proc.pid, 0)
+        # waitid without reaping: the exited process's /proc entry stays readable
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        exited.set()
+        sampler.join()
+        _, status, _ = os.wait4(proc.pid, 0)
     finally:
+        exited.set()
         if timer:
             timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     reader.join()
-    return proc.returncode, usage.ru_maxrss * 1024, b"".join(output).decode(errors="replace")
+    return proc.returncode, peak[0], b"".join(output).decode(errors="replace")
