@@ -31,7 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms import diff, schemas
-from transforms.parquet_open import open_parquet
+from transforms.parquet_open import open_parquet, parquet_footer
 from transforms.write import PART_PREFIX, SUFFIX
 
 log = logging.getLogger("clipdedup")
@@ -94,7 +94,7 @@ def table_rows(folder: str) -> int:
     for name in MANIFEST_TABLES + ("errors",):
         path = _table(folder, name)
         if name != "errors" or FileSystems.exists(path):
-            rows += open_parquet(path).metadata.num_rows
+            rows += parquet_footer(path).num_rows
     return rows
 
 

@@ -237,9 +237,9 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
     FileSystems.delete([FileSystems.join(folder.staging, name + ".json")
                         for name in (mine_pipeline.MINE_STATS, mine_pipeline.GROUP_STATS)])
     if stats.get("incremental"):  # the tables' totals, from the merged files' footers
-        from transforms.parquet_open import open_parquet
+        from transforms.parquet_open import parquet_footer
 
-        stats.update({table: open_parquet(folder.path(f"{table}.parquet")).metadata.num_rows
+        stats.update({table: parquet_footer(folder.path(f"{table}.parquet")).num_rows
                       for table in (mine_pipeline.DUPLICATES, mine_pipeline.NEAR_DUPLICATES)})
         stats["pairs_carried"] = stats["duplicates"] + stats["near_duplicates"] - stats["pairs_new"]
         summary["incremental"].update(pairs_carried=stats["pairs_carried"],
@@ -305,15 +305,15 @@ def _inspect_embeddings(config: Config, patterns: list[str]) -> tuple[str, list[
     from transforms.manifest.keeper_rule import resolve_keeper_rule
     from transforms.manifest.records import METADATA_TYPES
     from transforms.mine.transform import check_schema, match_files
-    from transforms.parquet_open import open_parquet
+    from transforms.parquet_open import parquet_footer
 
     columns, rows = {"record_id"}, 0
     for path in match_files(patterns):
-        footer = open_parquet(path)
-        schema = footer.schema_arrow
+        footer = parquet_footer(path)
+        schema = footer.schema.to_arrow_schema()
         check_schema(path, schema, config.id_column, config.embedding_column)
         columns |= {c for c in METADATA_TYPES if c in schema.names and c != config.id_column}
-        rows += footer.metadata.num_rows
+        rows += footer.num_rows
     return (*resolve_keeper_rule(config.keeper_rule, columns, "the embeddings table"), rows)
 
 

@@ -134,9 +134,9 @@ def open_run(folder: str) -> Run:
 
 
 def _columns(path: str, wanted: list[str]) -> list[str]:
-    from transforms.parquet_open import open_parquet
+    from transforms.parquet_open import parquet_schema
 
-    names = open_parquet(path).schema_arrow.names
+    names = parquet_schema(path).names
     return [c for c in wanted if c in names]
 
 

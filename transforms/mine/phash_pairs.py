@@ -140,11 +140,11 @@ def _read_hashes(files: list[str], id_column: str, embedding_column: str
                  ) -> tuple[pa.Array, np.ndarray, np.ndarray, int]:
     """(ids sorted, hashes in that order, has-a-hash mask, files with the column)."""
     from transforms.mine.transform import _read_columns, ids_as_strings
-    from transforms.parquet_open import open_parquet
+    from transforms.parquet_open import parquet_schema
 
     id_parts, hash_parts, with_column = [], [], 0
     for path in files:
-        has = PHASH_COLUMN in open_parquet(path).schema_arrow.names
+        has = PHASH_COLUMN in parquet_schema(path).names
         with_column += has
         table = _read_columns(path, [id_column] + ([PHASH_COLUMN] if has else []), id_column,
                               embedding_column)
