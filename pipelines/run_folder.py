@@ -27,6 +27,7 @@ import os
 import shutil
 import uuid
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
@@ -43,6 +44,8 @@ from pipelines.run_names import (
 )
 from transforms.parquet_open import open_parquet
 
+# Rows per merge step and per row group of a merged table (~131k: a few MB per step).
+MERGE_BATCH_ROWS = 1 << 17
 SUMMARY = "summary.json"
 
 log = logging.getLogger("clipdedup")
@@ -223,7 +226,7 @@ class RunFolder:
         return None
 
     def merge_parts(self, table: str, schema, text_column: str | None = None) -> str:
-        """Merges the part files of `table` into `<table>.parquet`, streaming row groups.
+        """Merges the part files of `table` into `<table>.parquet`, `MERGE_BATCH_ROWS` at a time.
 
         With `text_column`, the parts hold that extra string column: it is left
         out of `<table>.parquet` and written to `<table>.txt`, one line per row,
@@ -238,9 +241,9 @@ class RunFolder:
             text = (stack.enter_context(FileSystems.create(text_target))
                     if text_column else None)
             for path in part_files(folder):
-                part = open_parquet(path)
-                for i in range(part.num_row_groups):
-                    rows = part.read_row_group(i)
+                # Batches, not row groups: a part's row group can hold millions of rows.
+                for batch in open_parquet(path).iter_batches(MERGE_BATCH_ROWS, use_threads=False):
+                    rows = pa.Table.from_batches([batch])
                     if text is not None:
                         lines = rows.column(text_column).to_pylist()
                         text.write("".join(line + "\n" for line in lines).encode("utf-8"))

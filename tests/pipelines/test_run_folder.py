@@ -298,3 +298,30 @@ def test_merge_parts_streams_a_text_column_into_lines_of_the_same_rows(tmp_path)
     assert sorted(table.column("record_id").to_pylist()) == sorted(r["record_id"] for r in rows)
     assert not os.path.exists(folder.path("keep"))
     folder.release()
+
+
+def test_merge_parts_cuts_a_large_row_group_into_batches(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines import run_folder
+    from transforms.schemas import KEEP_SCHEMA
+
+    monkeypatch.setattr(run_folder, "MERGE_BATCH_ROWS", 1_000)
+    folder = RunFolder(str(tmp_path / "out"), "r1")
+    folder.start()
+    os.makedirs(folder.path("keep"))
+    with_line = KEEP_SCHEMA.append(pa.field("line", pa.string()))
+    n = 4_500
+    part = pa.table({"record_id": [f"r{k}" for k in range(n)], "source_uri": ["u"] * n,
+                     "key": [f"k{k}" for k in range(n)], "reason": ["unique"] * n,
+                     "keeper_id": [f"r{k}" for k in range(n)], "line": [f"u#k{k}" for k in range(n)]},
+                    schema=with_line)
+    pq.write_table(part, folder.path("keep/part-0.parquet"), row_group_size=n)  # one row group
+    folder.merge_parts("keep", KEEP_SCHEMA, text_column="line")
+    merged = pq.ParquetFile(folder.path("keep.parquet"))
+    assert [merged.metadata.row_group(i).num_rows for i in range(merged.num_row_groups)] == [
+        1_000] * 4 + [500]
+    assert merged.read().equals(part.drop_columns(["line"]))
+    assert open(folder.path("keep.txt")).read().splitlines() == part.column("line").to_pylist()
+    folder.release()
