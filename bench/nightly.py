@@ -6,7 +6,8 @@
 
 Runs, each `clipdedup run` in its own process (wall time, CPU seconds of the
 process and everything it waited for, from `summary.json`: files read and
-images embedded):
+images embedded), at `--thresholds` (see `main`: the stand-in's vectors are
+far closer together than a real model's):
 
 1. `full`: tonight's data (the night-1 shards plus one new shard of
    `--night-fraction` of the images, some of them copies of old ones) from
@@ -145,7 +146,8 @@ def _measured(label: str, wall: float, cpu: float, run: str) -> dict:
     return {"label": label, "wall_s": wall, "cpu_s": cpu, "files_read": files,
             "embedded": embedded, "keys": f"{files_key}, {embedded_key}",
             "model_s": summary["timings"].get("inference_seconds"),
-            "diff_s": summary["timings"].get("diff_seconds"), "timings": summary["timings"]}
+            "diff_s": summary["timings"].get("diff_seconds"), "timings": summary["timings"],
+            "pairs": counts.get("duplicates", 0) + counts.get("near_duplicates", 0)}
 
 
 def _fixed_cost_parts(wall: float, timings: dict) -> str:
@@ -169,7 +171,9 @@ def bench_runs(args, work: str) -> None:
     data = os.path.join(work, "data")
     pattern, new = build_data(data, args.images, args.night_fraction)
     out = os.path.join(work, "out")
-    common = ["--model", model, "--output", out, "--batch-size", "32", "--overwrite", *args.beam]
+    common = ["--model", model, "--output", out, "--batch-size", "32", "--overwrite",
+              "--duplicate-threshold", str(args.thresholds[0]),
+              "--near-duplicate-threshold", str(args.thresholds[1]), *args.beam]
     incremental = has_incremental()
     second = incremental or args.previous_column
     rows = []
@@ -200,8 +204,10 @@ def bench_runs(args, work: str) -> None:
     wall, cpu, _ = clipdedup(["-q", "run", "--input", one, "--run-id", "fixed", *common])
     rows.append(_measured("fixed cost (1 image)", wall, cpu, os.path.join(out, "fixed")))
 
+    pairs = rows[0]["pairs"]
     print(f"\nruns: {args.images} images + {new} new ({args.night_fraction:.0%}), "
-          f"{args.images // PER_SHARD + 1} shards, stand-in {args.model_size}, "
+          f"{args.images // PER_SHARD + 1} shards, stand-in {args.model_size}, thresholds "
+          f"{args.thresholds[0]} / {args.thresholds[1]} ({pairs:,} pairs in the full run), "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'':30}{'wall s':>9}{'CPU s':>9}{'files read':>12}{'embedded':>10}{'model s':>9}")
     for r in rows:
@@ -276,6 +282,14 @@ def main() -> None:
     parser.add_argument("--night-fraction", type=float, default=0.01)
     parser.add_argument("--model-size", choices=("tiny", "base"), default="base",
                         help="stand-in: base = ViT-B/32 architecture")
+    # The stand-ins' random weights put these photos far closer together than a
+    # real model would: at the pipeline's defaults (0.999 / 0.9) every image is a
+    # near-duplicate of every other, one clique of all of them, the dense-cluster
+    # case (docs/scaling.md). The defaults here keep pairs as rare as in a photo
+    # collection; `--thresholds 0.999 0.9` measures the clique instead.
+    parser.add_argument("--thresholds", nargs=2, type=float, default=(0.9997, 0.9995),
+                        metavar=("DUPLICATE", "NEAR_DUPLICATE"),
+                        help="the runs' duplicate and near-duplicate thresholds")
     parser.add_argument("--n-existing", type=int, default=1_000_000)
     parser.add_argument("--n-new", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=512)
