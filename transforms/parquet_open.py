@@ -47,21 +47,32 @@ def open_parquet(path: str) -> pq.ParquetFile:
 
 
 def parquet_footer(path: str) -> pq.FileMetaData:
-    """The footer (row counts, row groups, schema) of a Parquet file, read from its tail."""
-    if not _is_remote(path):
-        return pq.read_metadata(path)
+    """The footer (row counts, row groups, schema) of a Parquet file, read from its tail.
+
+    A file that is not Parquet is a ValueError naming it (bad input, not a bug).
+    """
+    try:
+        if not _is_remote(path):
+            return pq.read_metadata(path)
+        return pq.read_metadata(pa.BufferReader(_remote_tail(path)))
+    except pa.ArrowInvalid as exc:
+        raise ValueError(f"{path}: not a Parquet file ({exc})") from exc
+
+
+def _remote_tail(path: str) -> bytes:
+    """The footer and its trailer behind a leading magic: all Arrow needs to parse it."""
     size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
     if size < 12:
-        raise OSError(f"{path}: not a Parquet file ({size} bytes)")
+        raise ValueError(f"{path}: not a Parquet file ({size} bytes)")
     with _open_remote(path) as f:
         f.seek(size - 8)
         end = f.read(8)
         length = struct.unpack("<I", end[:4])[0]
         if end[4:] != _MAGIC or length + 12 > size:
-            raise OSError(f"{path}: not a Parquet file (no footer)")
+            raise ValueError(f"{path}: not a Parquet file (no footer)")
         f.seek(size - 8 - length)
         footer = f.read(length)
-    return pq.read_metadata(pa.BufferReader(_MAGIC + footer + end))
+    return _MAGIC + footer + end
 
 
 def parquet_schema(path: str) -> pa.Schema:

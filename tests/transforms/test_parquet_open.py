@@ -65,11 +65,17 @@ def test_local_file_footer_and_schema(tmp_path):
 
 
 @pytest.mark.parametrize("data", [b"", b"PAR1", b"x" * 100, b"PAR1" + b"\0" * 20 + b"\xff\xff\0\0PAR1"])
-def test_a_remote_file_that_is_not_parquet_is_an_oserror(data):
+def test_a_remote_file_that_is_not_parquet_is_bad_input_naming_it(data):
     path = "memgs://bucket/broken.parquet"
     object_store.OBJECTS[path] = (data, 1.0)
     try:
-        with pytest.raises(OSError):
+        with pytest.raises(ValueError, match="broken.parquet: not a Parquet file"):
             parquet_open.parquet_footer(path)
     finally:
         object_store.OBJECTS.pop(path)
+
+
+def test_a_local_file_that_is_not_parquet_is_bad_input_naming_it(tmp_path):
+    (tmp_path / "x.parquet").write_bytes(b"hello\n")
+    with pytest.raises(ValueError, match="x.parquet: not a Parquet file"):
+        parquet_open.parquet_footer(str(tmp_path / "x.parquet"))
