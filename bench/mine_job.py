@@ -4,7 +4,7 @@ One child process (see `bench/children.py`) writes an embeddings table and
 runs `clipdedup mine` on it as the launcher of a process of its own,
 submitting to `tools.local_engine` (a Beam job service in another process,
 the user code running inside it) with the PortableRunner, as it would submit
-to Dataflow. The launcher's peak is its own `ru_maxrss`; the engine's is the
+to Dataflow. The launcher's peak is its own `VmHWM` (`run_launcher`); the engine's is the
 largest RSS of the job service and anything it starts, sampled from /proc
 every 0.1 s (printed beside what the engine holds idle).
 

@@ -6,8 +6,8 @@ timers many times over while a pipeline is built, translated and run (in
 processor), and each answer inspects the signature of every method of the
 DoFn. The answer depends only on the DoFn's methods and their default
 arguments, which do not change once the DoFn exists, so it is kept per DoFn
-object. With the ~600 ParDos of a run's two jobs this repetition is a large
-part of a small run's fixed cost (docs/nightly.md, "The fixed cost of a run").
+object. With the hundreds of ParDos of a run's jobs this repetition is a
+large part of a small run's fixed cost (docs/nightly.md, "The fixed cost of a run").
 
 `install()` is called by the launcher (`pipelines.jobs.pipeline_options`);
 workers on a remote engine run Beam unchanged.

@@ -119,9 +119,10 @@ class LocalEngine:
         env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
                    + os.environ.get("PATH", ""),
                    PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-        job_port, pool_port = _free_port(), _free_port()
+        job_port = _free_port()
+        pool_port = _free_port() if self.worker == "pool" else None
         services = [("apache_beam.runners.portability.local_job_service_main", "--port", job_port)]
-        if self.worker == "pool":
+        if pool_port:
             services.append(("apache_beam.runners.worker.worker_pool_main", "--service_port",
                              pool_port))
         try:
@@ -137,7 +138,7 @@ class LocalEngine:
             self._terminate()
             raise
         environment = (["--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}"]
-                       if self.worker == "pool" else
+                       if pool_port else
                        ["--environment_type=beam:env:embedded_python:v1"])
         self.beam_args = ["--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}",
                           *environment,

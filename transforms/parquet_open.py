@@ -78,5 +78,3 @@ def _remote_tail(path: str) -> bytes:
 def parquet_schema(path: str) -> pa.Schema:
     """The Arrow schema of a Parquet file, from its footer."""
     return parquet_footer(path).schema.to_arrow_schema()
-
-
