@@ -232,6 +232,9 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
     summary["timings"]["mine_seconds"] = round(time.monotonic() - started, 3)
     for table in (mine_pipeline.DUPLICATES, mine_pipeline.NEAR_DUPLICATES):
         folder.merge_parts(table, schemas.PAIRS_SCHEMA)
+    if mining_mode(config, n_records) == "approximate":  # its partitions, for the next night
+        folder.merge_parts(mine_pipeline.CENTROIDS, schemas.CENTROIDS_SCHEMA)
+        folder.merge_parts(mine_pipeline.PARTITIONS, schemas.PARTITIONS_SCHEMA)
     stats = mine_pipeline.read_stats(folder.staging)
     group_stats = mine_pipeline.read_stats(folder.staging, mine_pipeline.GROUP_STATS)
     FileSystems.delete([FileSystems.join(folder.staging, name + ".json")
@@ -245,6 +248,9 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
         summary["incremental"].update(pairs_carried=stats["pairs_carried"],
                                       pairs_new=stats["pairs_new"],
                                       embeddings_new_to_mining=stats["embeddings_new"])
+        if stats.get("remined_in_full"):  # the engine found the centroids no longer fit
+            summary["incremental"].update(remined_in_full=True,
+                                          remine_reason=stats["remine_reason"])
     summary["mining"] = stats
     summary["counts"].update(duplicates=stats["duplicates"],
                              near_duplicates=stats["near_duplicates"])
@@ -283,19 +289,30 @@ def _mine_incrementally(config: Config, folder: RunFolder, summary: dict,
         night.update(remined_in_full=True, remine_reason=night["reembed_reason"])
         return None
     from transforms.embed import reuse
-    from transforms.mine import resolve_mode
 
-    mode = ("distributed" if config.mode == "distributed"
-            else resolve_mode(config.mode, n_records, config.approximate_min_n))
-    reason = previous_run.remine_reason(previous, mode, config.near_duplicate_threshold)
+    mode = mining_mode(config, n_records)
+    reason = previous_run.remine_reason(previous, mode, config.near_duplicate_threshold,
+                                        n_records=n_records, nprobe=config.nprobe,
+                                        nlist=config.nlist)
     night.update(remined_in_full=reason is not None, remine_reason=reason)
     if reason:
         log.warning("run %s: %s: every pair is mined again", folder.run_id, reason)
         return None
     ids = FileSystems.join(folder.staging, reuse.INCREMENTAL)
-    return {"previous": previous.folder,
+    mining = previous.summary.get("mining", {})
+    return {"previous": previous.folder, "mode": mode,
             "new_ids": FileSystems.join(ids, reuse.NEW, "*.parquet"),
-            "not_carried": FileSystems.join(ids, reuse.NOT_CARRIED, "*.parquet")}
+            "not_carried": FileSystems.join(ids, reuse.NOT_CARRIED, "*.parquet"),
+            "nprobe": mining.get("nprobe"), "trained_n": mining.get("centroids_trained_n"),
+            "trained_fit": mining.get("centroids_trained_fit")}
+
+
+def mining_mode(config: Config, n_records: int) -> str:
+    """The mode the mine job runs in: `auto` resolved at the table's size."""
+    from transforms.mine import resolve_mode
+
+    return ("distributed" if config.mode == "distributed"
+            else resolve_mode(config.mode, n_records, config.approximate_min_n))
 
 
 def _inspect_embeddings(config: Config, patterns: list[str]) -> tuple[str, list[str], int]:

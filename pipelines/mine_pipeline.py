@@ -29,8 +29,16 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.config import Config
 from transforms import schemas
+from transforms.mine import resolve_mode
 from transforms.mine.distributed import MeasureRecall, MineDistributed
-from transforms.mine.transform import DUPLICATES, NEAR_DUPLICATES, STATS, MinePairs
+from transforms.mine.transform import (
+    CENTROIDS,
+    DUPLICATES,
+    NEAR_DUPLICATES,
+    PARTITIONS,
+    STATS,
+    MinePairs,
+)
 from transforms.write import PART_PREFIX, SUFFIX, table_dir
 
 MINE_STATS = "_mine_stats"
@@ -44,11 +52,16 @@ MANIFEST_SCHEMAS = {GROUPS: schemas.GROUPS_SCHEMA,
                     DROP: schemas.DROP_SCHEMA.append(pa.field(LINE, pa.string(), nullable=False))}
 
 
+def approximate_options(config: Config) -> dict:
+    """`mine_approximate` keywords from the config."""
+    return {"nlist": config.nlist, "nprobe": config.nprobe,
+            "recall_sample_size": config.recall_sample_size,
+            "recall_target": config.recall_target, "seed": config.mining_seed}
+
+
 def mining_options(config: Config) -> dict:
     """`mine_pairs` keywords from the config (local modes)."""
-    return {"approximate_min_n": config.approximate_min_n, "nlist": config.nlist,
-            "nprobe": config.nprobe, "recall_sample_size": config.recall_sample_size,
-            "recall_target": config.recall_target, "seed": config.mining_seed}
+    return dict(approximate_options(config), approximate_min_n=config.approximate_min_n)
 
 
 def _id_vectors(table: pa.Table, id_column: str, embedding_column: str):
@@ -239,12 +252,17 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
                                                  config.mode, config.block_size,
                                                  mining_options(config), config.id_column,
                                                  config.embedding_column)
-    for tag, label in ((DUPLICATES, "WriteDuplicates"), (NEAR_DUPLICATES, "WriteNearDuplicates")):
+    tables = [(DUPLICATES, schemas.PAIRS_SCHEMA, "WriteDuplicates"),
+              (NEAR_DUPLICATES, schemas.PAIRS_SCHEMA, "WriteNearDuplicates")]
+    if resolve_mode(config.mode, n_records or 0, config.approximate_min_n) == "approximate":
+        tables += [(CENTROIDS, schemas.CENTROIDS_SCHEMA, "WriteCentroids"),
+                   (PARTITIONS, schemas.PARTITIONS_SCHEMA, "WritePartitions")]
+    for tag, schema, label in tables:
         # num_shards=0: each bundle writes its own part in the step that mines it, so
         # tables stream to Parquet; a fixed shard count would shuffle (hold) them all.
         _ = mined[tag] | label >> beam.io.WriteToParquetBatched(
             FileSystems.join(table_dir(staging, tag), PART_PREFIX),
-            schema=schemas.PAIRS_SCHEMA, file_name_suffix=SUFFIX, num_shards=0)
+            schema=schema, file_name_suffix=SUFFIX, num_shards=0)
     _write_json(mined[STATS], "Stats", staging, MINE_STATS)
     pairs = ((mined[DUPLICATES], mined[NEAR_DUPLICATES])
              | "AllPairTables" >> beam.Flatten()
@@ -256,29 +274,39 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
 
 def _incremental_stats(new: dict, mode_requested: str) -> dict:
     """The new pairs' stats; the launcher adds the table totals (from the footers)."""
-    return dict(new, mode_requested=mode_requested, incremental=True, recall_sampled=1.0,
-                recall_exact=True)
+    exact = {} if new["mode"] == "approximate" else {"recall_sampled": 1.0, "recall_exact": True}
+    return dict(new, mode_requested=mode_requested, incremental=True, **exact)
 
 
-def _mine_incremental(p: beam.Pipeline, config: Config, table, incremental: dict[str, str]):
+def _mine_incremental(p: beam.Pipeline, config: Config, table, incremental: dict):
     """The previous run's pairs of old records, plus new records mined against all."""
-    from transforms.mine.incremental import CarryPairs, MineNewAgainstAll
+    from transforms.mine.incremental import CarryPairs, MineNewAgainstAll, previous_pair_tables
 
-    new = table | "MineNewAgainstAll" >> MineNewAgainstAll(
-        incremental["new_ids"], config.duplicate_threshold, config.near_duplicate_threshold,
-        config.block_size, config.id_column, config.embedding_column)
-    previous = incremental["previous"]
-    carried = (p
-               | "PreviousPairTables" >> beam.Create(
-                   [FileSystems.join(previous, f"{tag}.parquet")
-                    for tag in (DUPLICATES, NEAR_DUPLICATES)])
-               | "CarryPairs" >> CarryPairs(incremental["not_carried"],
-                                            config.duplicate_threshold,
-                                            config.near_duplicate_threshold))
-    out = {}
-    for tag, label in ((DUPLICATES, "Duplicates"), (NEAR_DUPLICATES, "NearDuplicates")):
-        out[tag] = (new[tag], carried[tag]) | f"All{label}" >> beam.Flatten()
-    out[STATS] = new[STATS] | "IncrementalStats" >> beam.Map(
+    if incremental["mode"] == "approximate":
+        from transforms.mine.incremental_approximate import MineNewApproximate
+
+        mined = table | "MineNewApproximate" >> MineNewApproximate(
+            incremental["previous"], incremental["new_ids"], incremental["not_carried"],
+            config.duplicate_threshold, config.near_duplicate_threshold,
+            dict(approximate_options(config), nprobe=incremental["nprobe"]),
+            incremental["trained_n"], incremental["trained_fit"], config.block_size,
+            config.id_column, config.embedding_column)
+        out = {tag: mined[tag] for tag in (DUPLICATES, NEAR_DUPLICATES, STATS, CENTROIDS,
+                                           PARTITIONS)}
+    else:
+        new = table | "MineNewAgainstAll" >> MineNewAgainstAll(
+            incremental["new_ids"], config.duplicate_threshold, config.near_duplicate_threshold,
+            config.block_size, config.id_column, config.embedding_column)
+        carried = (p
+                   | "PreviousPairTables" >> beam.Create(
+                       previous_pair_tables(incremental["previous"]))
+                   | "CarryPairs" >> CarryPairs(incremental["not_carried"],
+                                                config.duplicate_threshold,
+                                                config.near_duplicate_threshold))
+        out = {STATS: new[STATS]}
+        for tag, label in ((DUPLICATES, "Duplicates"), (NEAR_DUPLICATES, "NearDuplicates")):
+            out[tag] = (new[tag], carried[tag]) | f"All{label}" >> beam.Flatten()
+    out[STATS] = out[STATS] | "IncrementalStats" >> beam.Map(
         _incremental_stats, mode_requested=config.mode)
     return out
 

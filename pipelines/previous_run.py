@@ -10,11 +10,14 @@ What may be reused is decided from the two summaries:
 - files and vectors (`reembed_reason`): only with the same model, vector
   width, input size, device kind, backend and reading/decoding settings;
   else everything is read and embedded again;
-- pairs (`remine_reason`): only when both runs mine in exact mode and
-  tonight's near-duplicate threshold is not below the previous one's (the
-  carried pairs would miss the band in between); else all pairs are mined
-  again. Approximate and distributed mining always mine in full: their pairs
-  depend on centroids trained on the whole table.
+- pairs (`remine_reason`): only when both runs mine in the same mode, exact or
+  approximate, and tonight's near-duplicate threshold is not below the
+  previous one's (the carried pairs would miss the band in between); an
+  approximate night also needs the previous run's partitions, the same
+  nprobe and nlist, and a table at most `MAX_GROWTH` times the one its
+  centroids were trained on (`transforms.mine.incremental_approximate` makes
+  the checks that need the vectors). Else all pairs are mined again.
+  Distributed mining always mines in full.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from pipelines.run_names import SUCCESS
 log = logging.getLogger("clipdedup")
 
 SUMMARY = "summary.json"
+# Centroids trained on N rows serve until the table is this many times larger.
+MAX_GROWTH = 2.0
 # Config keys that change which records a file gives, or the pixels a vector is made from.
 _SHAPING_KEYS = ("image_column", "key_column", "max_file_bytes", "max_image_pixels", "backend")
 
@@ -101,14 +106,34 @@ def reembed_reason(previous: Previous, summary: dict) -> str | None:
     return ("model or preprocessing changed: " + ", ".join(differ)) if differ else None
 
 
-def remine_reason(previous: Previous, mode: str, near_duplicate_threshold: float) -> str | None:
-    """Why the previous pairs cannot be carried (tonight mines in resolved `mode`), or None."""
-    before = previous.summary.get("mining", {}).get("mode")
-    if mode != "exact" or before != "exact":
-        return (f"mining mode {before!r} -> {mode!r}: pairs are carried only between exact "
-                "runs")
+def remine_reason(previous: Previous, mode: str, near_duplicate_threshold: float, *,
+                  n_records: int = 0, nprobe: int = 0, nlist: int = 0) -> str | None:
+    """Why the previous pairs cannot be carried (tonight mines in resolved `mode`, over
+    `n_records`, with the configured `nprobe` and `nlist`), or None."""
+    mining = previous.summary.get("mining", {})
+    before = mining.get("mode")
+    if mode not in ("exact", "approximate") or before != mode:
+        return (f"mining mode {before!r} -> {mode!r}: pairs are carried only between two "
+                "exact or two approximate runs")
     threshold = previous.summary.get("near_duplicate_threshold")
     if threshold is None or near_duplicate_threshold < threshold:
         return (f"near_duplicate_threshold lowered {threshold} -> {near_duplicate_threshold}: "
                 "the previous pairs miss the band in between")
+    if mode == "approximate":
+        return _partitions_reason(mining, n_records, nprobe, nlist)
+    return None
+
+
+def _partitions_reason(mining: dict, n_records: int, nprobe: int, nlist: int) -> str | None:
+    """Why the previous approximate run's partitions cannot be reused, or None."""
+    trained = mining.get("centroids_trained_n")
+    if not trained:
+        return "the previous run kept no partitions (it predates them)"
+    if nlist and nlist != mining.get("nlist"):
+        return f"nlist {mining.get('nlist')} -> {nlist}: the partitions change"
+    if max(1, min(nprobe, mining.get("nlist", 0))) != mining.get("nprobe"):
+        return f"nprobe {mining.get('nprobe')} -> {nprobe}: the probes change"
+    if n_records > MAX_GROWTH * trained:
+        return (f"{n_records} records, more than {MAX_GROWTH:g} times the {trained} the "
+                "centroids were trained on: trained again")
     return None

@@ -174,3 +174,21 @@ CHANGES_SCHEMA = pa.schema(
         pa.field("keeper_after", pa.string()),
     ]
 )
+
+#: `centroids` (approximate mining only): the partitions' unit-norm centroids, one
+#: row per partition; the next night assigns its new records to them.
+CENTROIDS_SCHEMA = pa.schema(
+    [
+        pa.field("partition", pa.int32(), nullable=False),
+        pa.field("centroid", pa.list_(pa.float32()), nullable=False),
+    ]
+)
+
+#: `partitions` (approximate mining only): each mined record's `nprobe` nearest
+#: partitions, nearest (its own) first.
+PARTITIONS_SCHEMA = pa.schema(
+    [
+        pa.field("record_id", pa.string(), nullable=False),
+        pa.field("probes", pa.list_(pa.int32()), nullable=False),
+    ]
+)

@@ -300,7 +300,15 @@ def test_incremental_graphs_translate_for_dataflow(tmp_path):
     pipeline = mine_pipeline.build_pipeline(
         _config().replace(mode="exact"), f"{STAGING}/embeddings/*.parquet", STAGING,
         PipelineOptions(DRY_RUN + ["--sdk_location=container"]),
-        incremental={"previous": previous, "new_ids": ids, "not_carried": ids})
+        incremental={"previous": previous, "mode": "exact", "new_ids": ids, "not_carried": ids})
     proto, _ = _dry_run(pipeline)
     assert {"MineNewAgainstAll", "CarryPairs", "WriteDuplicates", "WriteNearDuplicates",
             "WriteStats"} <= _labels(proto)
+    pipeline = mine_pipeline.build_pipeline(
+        _config().replace(mode="approximate"), f"{STAGING}/embeddings/*.parquet", STAGING,
+        PipelineOptions(DRY_RUN + ["--sdk_location=container"]), n_records=1000,
+        incremental={"previous": previous, "mode": "approximate", "new_ids": ids,
+                     "not_carried": ids, "nprobe": 8, "trained_n": 900, "trained_fit": 0.5})
+    proto, _ = _dry_run(pipeline)
+    assert {"MineNewApproximate", "WriteDuplicates", "WriteNearDuplicates", "WriteCentroids",
+            "WritePartitions", "WriteStats"} <= _labels(proto)

@@ -100,6 +100,7 @@ def stream_pairs(
     block_size: int = 4096,
     max_pairs: int = 1 << 20,
     approximate_min_n: int = 200_000,
+    index_out: list | None = None,
     **approximate_options: Any,
 ) -> tuple[Iterator[Pairs], dict[str, Any]]:
     """`mine_pairs` in chunks of at most `max_pairs` pairs, for writing out as found.
@@ -109,6 +110,10 @@ def stream_pairs(
     tile order, not sorted across chunks. Approximate mode must hold its
     pairs to drop repeats (12 bytes each, see `approximate.py`), then hands
     them over sorted. Every chunk has `i < j` and no pair is in two chunks.
+
+    Args:
+        index_out: approximate mode appends its `PartitionIndex` here (the
+            partitions a next night reuses) once `chunks` is spent.
 
     Returns:
         `(chunks, stats)`: an iterator of `Pairs` and the stats dict of
@@ -122,7 +127,7 @@ def stream_pairs(
     stats: dict[str, Any] = {}
     if resolve_mode(mode, n, approximate_min_n) == "approximate":
         return _approximate_chunks(embeddings, threshold, block_size, max_pairs, mode, stats,
-                                   approximate_options), stats
+                                   approximate_options, index_out), stats
     return _exact_chunks(embeddings, threshold, block_size, max_pairs, mode, stats), stats
 
 
@@ -150,10 +155,14 @@ def _exact_chunks(x, threshold, block_size, max_pairs, mode, stats) -> Iterator[
 
 
 def _approximate_chunks(x, threshold, block_size, max_pairs, mode, stats,
-                        options) -> Iterator[Pairs]:
-    from transforms.mine.approximate import mine_approximate
+                        options, index_out) -> Iterator[Pairs]:
+    from transforms.mine.approximate import mine_approximate_indexed
 
-    pairs, found = mine_approximate(x, threshold, block_size=block_size, **options)
+    pairs, found, index = mine_approximate_indexed(x, threshold, block_size=block_size,
+                                                   **options)
+    if index_out is not None:
+        index_out.append(index)
+    del index
     stats.update(found, mode_requested=mode)
     step = max(1, int(max_pairs))
     for s in range(0, len(pairs), step):

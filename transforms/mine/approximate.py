@@ -23,6 +23,7 @@ never meet in a partition can be missed, and the sampled recall says how many.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -59,18 +60,46 @@ def train_centroids(
     return np.ascontiguousarray(km.centroids, dtype=np.float32)
 
 
-def assign(x: np.ndarray, centroids: np.ndarray, k: int, chunk: int = 65536) -> np.ndarray:
-    """`[N, k]` int32: each row's k nearest centroids by inner product, nearest first."""
+def assign(x: np.ndarray, centroids: np.ndarray, k: int,
+           chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """`([N, k] int32, [N] float32)`: each row's k nearest centroids by inner product,
+    nearest first, and its score against the nearest (how well the partitions fit it)."""
     import faiss
 
     index = faiss.IndexFlatIP(centroids.shape[1])
     index.add(centroids)
     k = min(k, centroids.shape[0])
     out = np.empty((x.shape[0], k), dtype=np.int32)
+    fit = np.empty(x.shape[0], dtype=np.float32)
     for s in range(0, x.shape[0], chunk):
-        _, ids = index.search(np.ascontiguousarray(x[s : s + chunk], dtype=np.float32), k)
+        scores, ids = index.search(np.ascontiguousarray(x[s : s + chunk], dtype=np.float32), k)
         out[s : s + chunk] = ids
-    return out
+        fit[s : s + chunk] = scores[:, 0]
+    return out, fit
+
+
+@dataclasses.dataclass
+class PartitionIndex:
+    """The partitions a mining used: kept in the run folder so a night can reuse them.
+
+    `probes[r]` are row r's `nprobe` nearest centroids, nearest first: `probes[r, 0]`
+    is its partition. `trained_n` and `trained_fit` (the rows' mean score against their
+    nearest centroid) describe the table the centroids were trained on, so a night can
+    tell when its new rows no longer fit them.
+    """
+
+    centroids: np.ndarray  # [nlist, d] float32, unit norm
+    probes: np.ndarray  # [N, nprobe] int32
+    trained_n: int
+    trained_fit: float
+
+    @property
+    def nlist(self) -> int:
+        return int(self.centroids.shape[0])
+
+    @property
+    def nprobe(self) -> int:
+        return int(self.probes.shape[1])
 
 
 def _grouped(labels: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:
@@ -96,15 +125,19 @@ def measure_recall(
 
 
 def _recall(x: np.ndarray, found_keys: np.ndarray, threshold: float, sample_size: int, *,
-            seed: int, block_size: int) -> dict[str, Any]:
-    """`measure_recall` on the pairs' keys (`i * N + j`, sorted, unique)."""
+            seed: int, block_size: int, rows: np.ndarray | None = None) -> dict[str, Any]:
+    """`measure_recall` on the pairs' keys (`i * N + j`, sorted, unique); the queries
+    are sampled from `rows` (default: every row)."""
     n = x.shape[0]
-    sample_size = min(sample_size, n)
+    pool = n if rows is None else rows.size
+    sample_size = min(sample_size, pool)
     if sample_size <= 0:
         return {"recall_sampled": None, "recall_sample_size": 0, "recall_exact_pairs": 0,
                 "recall_found_pairs": 0, "recall_ci95_low": None}
     rng = np.random.default_rng(seed + 1)
-    queries = np.sort(rng.choice(n, sample_size, replace=False))
+    queries = np.sort(rng.choice(pool, sample_size, replace=False))
+    if rows is not None:
+        queries = rows[queries]
     hits = mine_exact_cross(x[queries], x, threshold, block_size)
     exact = canonical_pairs(queries[hits.i], hits.j, hits.score, n)
     exact_keys = exact.keys(n)
@@ -127,7 +160,93 @@ def _recall(x: np.ndarray, found_keys: np.ndarray, threshold: float, sample_size
             "recall_ci95_low": ci_low}
 
 
-def mine_approximate(
+def search_partitions(x: np.ndarray, probes: np.ndarray, nlist: int, threshold: float,
+                      block_size: int = 4096, is_new: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, int]:
+    """`(keys, scores, raw_count)`: every pair of rows, score >= threshold, whose one
+    end probes the other's partition; keys `i * N + j` (`i < j`) sorted and unique.
+
+    With `is_new`, only the pairs with at least one new row: in each partition that
+    a new row probes or belongs to, the new probers against all members and the
+    old probers against the new members. These are exactly the pairs with a new
+    row that the whole search finds (`is_new=None`) with the same probes.
+    """
+    n = x.shape[0]
+    members, member_off = _grouped(probes[:, 0], nlist)
+    flat_order, probe_off = _grouped(probes.reshape(-1), nlist)
+    probers = (flat_order // probes.shape[1]).astype(np.int64)
+    del flat_order
+    if is_new is None:
+        touched = range(nlist)
+    else:  # a new row's own partition is its first probe
+        touched = np.unique(probes[is_new].reshape(-1))
+    bs = max(1, block_size)
+    max_members = int(np.diff(member_off).max()) if n else 0
+    buf = np.empty(bs * max(max_members, 1), dtype=np.float32)
+    # A pair is held as one int64 key (lo * n + hi) and a float32 score: 12
+    # bytes, the least that lets repeats be dropped with one sort.
+    key_parts: list[np.ndarray] = []
+    score_parts: list[np.ndarray] = []
+    for q in touched:
+        m_idx = members[member_off[q] : member_off[q + 1]]
+        if m_idx.size == 0:
+            continue
+        q_idx = probers[probe_off[q] : probe_off[q + 1]]
+        if is_new is None:
+            blocks = ((q_idx, m_idx),)
+        else:
+            new_prober = is_new[q_idx]
+            blocks = ((q_idx[new_prober], m_idx), (q_idx[~new_prober], m_idx[is_new[m_idx]]))
+        for queries, cols in blocks:
+            if not cols.size:
+                continue
+            mq = x[cols]
+            for s in range(0, queries.size, bs):
+                qi = queries[s : s + bs]
+                scores = buf[: qi.size * cols.size].reshape(qi.size, cols.size)
+                np.matmul(x[qi], mq.T, out=scores)
+                flat = np.flatnonzero(scores >= threshold)
+                if flat.size:
+                    r, c = np.divmod(flat, cols.size)
+                    a, b = qi[r], cols[c]
+                    keep = a != b
+                    a, b = a[keep], b[keep]
+                    key_parts.append(np.minimum(a, b) * np.int64(n) + np.maximum(a, b))
+                    score_parts.append(scores.reshape(-1)[flat[keep]])
+    raw_count = int(sum(k.size for k in key_parts))
+    keys = np.concatenate(key_parts) if key_parts else np.empty(0, np.int64)
+    del key_parts
+    found_scores = (np.concatenate(score_parts) if score_parts
+                    else np.empty(0, np.float32))
+    del score_parts
+    keys, found_scores = unique_keys(keys, found_scores)
+    return keys, found_scores, raw_count
+
+
+def keys_to_pairs(keys: np.ndarray, scores: np.ndarray, n: int) -> Pairs:
+    dtype = index_dtype(n)
+    return Pairs((keys // n).astype(dtype), (keys % n).astype(dtype), scores)
+
+
+def recall_flag(stats: dict[str, Any], recall_target: float) -> dict[str, Any]:
+    """`stats` with `recall_target` and `recall_below_target`; a low recall is logged."""
+    low = stats["recall_sampled"] is not None and stats["recall_sampled"] < recall_target
+    stats.update(recall_target=float(recall_target), recall_below_target=bool(low))
+    if low:
+        log.warning("approximate mining recall %.4f is below the target %.4f "
+                    "(sample of %d rows); raise nprobe or use mode: exact",
+                    stats["recall_sampled"], recall_target, stats["recall_sample_size"])
+    return stats
+
+
+def mine_approximate(embeddings: np.ndarray, threshold: float, **options: Any
+                     ) -> tuple[Pairs, dict[str, Any]]:
+    """`mine_approximate_indexed` without the index."""
+    pairs, stats, _ = mine_approximate_indexed(embeddings, threshold, **options)
+    return pairs, stats
+
+
+def mine_approximate_indexed(
     embeddings: np.ndarray,
     threshold: float,
     *,
@@ -138,8 +257,9 @@ def mine_approximate(
     recall_target: float = 0.99,
     seed: int = 0,
     kmeans_iterations: int = 6,
-) -> tuple[Pairs, dict[str, Any]]:
-    """Pairs `i < j` with score >= threshold, found through partitions; and stats.
+) -> tuple[Pairs, dict[str, Any], PartitionIndex]:
+    """Pairs `i < j` with score >= threshold, found through partitions; stats; and
+    the partitions (for the next night, `transforms.mine.incremental_approximate`).
 
     Args:
         embeddings: `[N, d]` float32, L2-normalised. Read in place, not copied.
@@ -154,7 +274,7 @@ def mine_approximate(
         kmeans_iterations: k-means iterations.
 
     Returns:
-        `(pairs, stats)`; stats holds nlist, nprobe, the sampled recall and
+        `(pairs, stats, index)`; stats holds nlist, nprobe, the sampled recall and
         per-stage timings in seconds.
     """
     x = embeddings
@@ -171,68 +291,29 @@ def mine_approximate(
     timings["train_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    probes = assign(x, centroids, nprobe)
-    members, member_off = _grouped(probes[:, 0], nlist)
-    flat_order, probe_off = _grouped(probes.reshape(-1), nlist)
-    probers = (flat_order // nprobe).astype(np.int64)
-    del flat_order, probes
+    probes, fit = assign(x, centroids, nprobe)
+    index = PartitionIndex(centroids, probes, int(n), float(fit.mean()) if n else 0.0)
+    del fit
     timings["assign_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    bs = max(1, block_size)
-    max_members = int(np.diff(member_off).max()) if n else 0
-    buf = np.empty(bs * max(max_members, 1), dtype=np.float32)
-    # A pair is held as one int64 key (lo * n + hi) and a float32 score: 12
-    # bytes, the least that lets repeats be dropped with one sort.
-    key_parts: list[np.ndarray] = []
-    score_parts: list[np.ndarray] = []
-    for q in range(nlist):
-        m_idx = members[member_off[q] : member_off[q + 1]]
-        if m_idx.size == 0:
-            continue
-        mq = x[m_idx]
-        q_idx = probers[probe_off[q] : probe_off[q + 1]]
-        for s in range(0, q_idx.size, bs):
-            qi = q_idx[s : s + bs]
-            scores = buf[: qi.size * m_idx.size].reshape(qi.size, m_idx.size)
-            np.matmul(x[qi], mq.T, out=scores)
-            flat = np.flatnonzero(scores >= threshold)
-            if flat.size:
-                r, c = np.divmod(flat, m_idx.size)
-                a, b = qi[r], m_idx[c]
-                keep = a != b
-                a, b = a[keep], b[keep]
-                key_parts.append(np.minimum(a, b) * np.int64(n) + np.maximum(a, b))
-                score_parts.append(scores.reshape(-1)[flat[keep]])
-    raw_count = int(sum(k.size for k in key_parts))
-    keys = np.concatenate(key_parts) if key_parts else np.empty(0, np.int64)
-    del key_parts
-    found_scores = (np.concatenate(score_parts) if score_parts
-                    else np.empty(0, np.float32))
-    del score_parts
-    keys, found_scores = unique_keys(keys, found_scores)
+    keys, found_scores, raw_count = search_partitions(x, probes, nlist, threshold, block_size)
     timings["mine_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     recall = _recall(x, keys, threshold, recall_sample_size, seed=seed, block_size=block_size)
     timings["recall_s"] = time.perf_counter() - t
-    dtype = index_dtype(n)
-    pairs = Pairs((keys // n).astype(dtype), (keys % n).astype(dtype), found_scores)
+    pairs = keys_to_pairs(keys, found_scores, n)
     del keys
 
-    sizes = np.diff(member_off)
+    sizes = np.bincount(probes[:, 0], minlength=nlist)
     stats: dict[str, Any] = {
         "mode": "approximate", "n": int(n), "threshold": float(threshold),
         "nlist": int(nlist), "nprobe": int(nprobe),
         "partition_size_max": int(sizes.max()) if n else 0,
         "partition_size_mean": float(sizes.mean()) if n else 0.0,
         "pairs_found": len(pairs), "pairs_found_raw": raw_count,
-        **recall, "recall_target": float(recall_target), **timings,
+        "centroids_trained_n": index.trained_n, "centroids_trained_fit": index.trained_fit,
+        **recall, **timings,
     }
-    low = recall["recall_sampled"] is not None and recall["recall_sampled"] < recall_target
-    stats["recall_below_target"] = bool(low)
-    if low:
-        log.warning("approximate mining recall %.4f is below the target %.4f "
-                    "(sample of %d rows); raise nprobe or use mode: exact",
-                    recall["recall_sampled"], recall_target, recall["recall_sample_size"])
-    return pairs, stats
+    return pairs, recall_flag(stats, recall_target), index

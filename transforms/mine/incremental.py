@@ -23,6 +23,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
 
 from transforms.metrics import counter
 from transforms.mine.transform import (
@@ -30,7 +31,7 @@ from transforms.mine.transform import (
     NEAR_DUPLICATES,
     ROWS_PER_TABLE,
     STATS,
-    _TableBatcher,
+    PairTables,
     load_embeddings_arrow,
 )
 from transforms.parquet_open import open_parquet
@@ -72,6 +73,20 @@ def _carry(table: pa.Table, gone: pa.Array, duplicate_threshold: float,
         if rows.num_rows:
             counter("pairs_carried").inc(rows.num_rows)
             yield beam.pvalue.TaggedOutput(tag, rows)
+
+
+def previous_pair_tables(previous: str) -> list[str]:
+    """The pair tables of the published run folder `previous`."""
+    return [FileSystems.join(previous, f"{tag}.parquet") for tag in (DUPLICATES, NEAR_DUPLICATES)]
+
+
+def carry_previous_pairs(previous: str, gone: pa.Array, duplicate_threshold: float,
+                         near_duplicate_threshold: float):
+    """`CarryPairs` in one step: the previous run's pairs of old records, as tagged
+    outputs, read a row group at a time."""
+    for path in previous_pair_tables(previous):
+        for table in read_pair_tables(path):
+            yield from _carry(table, gone, duplicate_threshold, near_duplicate_threshold)
 
 
 class _CarryFn(beam.DoFn):
@@ -153,18 +168,12 @@ class _MineNewFn(beam.DoFn):
             zero_copy_only=False)
         loaded = time.monotonic()
         log.info("mining %d new embeddings against %d", int(is_new.sum()), len(ids))
-        out = {DUPLICATES: _TableBatcher(ids, self._rows),
-               NEAR_DUPLICATES: _TableBatcher(ids, self._rows)}
+        out = PairTables(ids, self._rows, self._dup)
         if len(ids):
             for i, j, score in iter_new_pairs(vectors, is_new, self._near, self._block_size):
-                is_dup = score >= self._dup
-                for tag, mask in ((DUPLICATES, is_dup), (NEAR_DUPLICATES, ~is_dup)):
-                    for table in out[tag].add(i[mask], j[mask], score[mask]):
-                        yield beam.pvalue.TaggedOutput(tag, table)
-        for tag, batcher in out.items():
-            for table in batcher.flush():
-                yield beam.pvalue.TaggedOutput(tag, table)
-        found = out[DUPLICATES].count + out[NEAR_DUPLICATES].count
+                yield from out.add(i, j, score)
+        yield from out.flush()
+        found = out.count()
         counter("pairs_found").inc(found)
         yield beam.pvalue.TaggedOutput(STATS, {
             "mode": "exact", "embeddings": len(ids), "embeddings_new": int(is_new.sum()),

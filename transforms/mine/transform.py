@@ -36,6 +36,7 @@ from transforms.schemas import PAIRS_SCHEMA
 log = logging.getLogger(__name__)
 
 DUPLICATES, NEAR_DUPLICATES, STATS = "duplicates", "near_duplicates", "stats"
+CENTROIDS, PARTITIONS = "centroids", "partitions"  # approximate mode: its partitions
 ROWS_PER_TABLE = 1 << 20
 
 
@@ -212,6 +213,38 @@ class _TableBatcher:
                         schema=PAIRS_SCHEMA)
 
 
+class PairTables:
+    """The two pair outputs of a mining step: pairs split at the duplicate threshold
+    and gathered into tables (`_TableBatcher`), handed out as tagged outputs."""
+
+    def __init__(self, ids: pa.Array, rows: int, duplicate_threshold: float):
+        self._dup = duplicate_threshold
+        self._out = {DUPLICATES: _TableBatcher(ids, rows), NEAR_DUPLICATES: _TableBatcher(ids, rows)}
+
+    def add(self, i: np.ndarray, j: np.ndarray, score: np.ndarray):
+        is_dup = score >= self._dup
+        for tag, mask in ((DUPLICATES, is_dup), (NEAR_DUPLICATES, ~is_dup)):
+            for table in self._out[tag].add(i[mask], j[mask], score[mask]):
+                yield beam.pvalue.TaggedOutput(tag, table)
+
+    def flush(self):
+        for tag, batcher in self._out.items():
+            for table in batcher.flush():
+                yield beam.pvalue.TaggedOutput(tag, table)
+
+    def count(self, tag: str | None = None) -> int:
+        """Pairs handed in, of one output or both."""
+        return sum(b.count for t, b in self._out.items() if tag in (None, t))
+
+
+def index_outputs(ids: pa.Array, index, rows: int):
+    """The `centroids` and `partitions` tables of an approximate mining, as tagged outputs."""
+    from transforms.mine.partition_tables import index_tables
+
+    for tag, table in index_tables(ids, index, rows):
+        yield beam.pvalue.TaggedOutput(tag, table)
+
+
 class _MinePairsFn(beam.DoFn):
     def __init__(self, duplicate_threshold: float, near_duplicate_threshold: float,
                  mode: str, block_size: int, mining_options: dict | None = None,
@@ -232,27 +265,25 @@ class _MinePairsFn(beam.DoFn):
         ids, vectors = load_embeddings_arrow(patterns, *self._columns)
         loaded = time.monotonic()
         log.info("mining %d embeddings (mode=%s)", len(ids), self._mode)
+        index: list = []
         chunks, stats = stream_pairs(vectors, self._near, mode=self._mode,
                                      block_size=self._block_size, max_pairs=self._rows,
-                                     **self._options)
+                                     index_out=index, **self._options)
         del vectors  # the stream holds what it needs; freed with it
-        out = {DUPLICATES: _TableBatcher(ids, self._rows),
-               NEAR_DUPLICATES: _TableBatcher(ids, self._rows)}
+        out = PairTables(ids, self._rows, self._dup)
         # Tables leave as soon as they fill, so the job holds one chunk and
         # two part-filled tables, not the pair set; counts are kept on the way.
         for chunk in chunks:
-            is_dup = chunk.score >= self._dup
-            for tag, mask in ((DUPLICATES, is_dup), (NEAR_DUPLICATES, ~is_dup)):
-                for table in out[tag].add(chunk.i[mask], chunk.j[mask], chunk.score[mask]):
-                    yield beam.pvalue.TaggedOutput(tag, table)
-        for tag, batcher in out.items():
-            for table in batcher.flush():
-                yield beam.pvalue.TaggedOutput(tag, table)
-            counter(f"{tag}_found").inc(batcher.count)
-        duplicates, near = out[DUPLICATES].count, out[NEAR_DUPLICATES].count
-        counter("pairs_found").inc(duplicates + near)
+            yield from out.add(chunk.i, chunk.j, chunk.score)
+        yield from out.flush()
+        for tag in (DUPLICATES, NEAR_DUPLICATES):
+            counter(f"{tag}_found").inc(out.count(tag))
+        counter("pairs_found").inc(out.count())
+        if index:  # approximate: the partitions, for the next night
+            yield from index_outputs(ids, index[0], self._rows)
         yield beam.pvalue.TaggedOutput(STATS, dict(
-            stats, embeddings=len(ids), duplicates=duplicates, near_duplicates=near,
+            stats, embeddings=len(ids), duplicates=out.count(DUPLICATES),
+            near_duplicates=out.count(NEAR_DUPLICATES),
             load_seconds=round(loaded - started, 3),
             mine_seconds=round(time.monotonic() - loaded, 3)))
 
@@ -273,4 +304,4 @@ class MinePairs(beam.PTransform):
 
     def expand(self, patterns: beam.PCollection[str]):
         return patterns | "Mine" >> beam.ParDo(self._fn).with_outputs(
-            DUPLICATES, NEAR_DUPLICATES, STATS)
+            DUPLICATES, NEAR_DUPLICATES, STATS, CENTROIDS, PARTITIONS)

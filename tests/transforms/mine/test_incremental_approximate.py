@@ -1,0 +1,88 @@
+"""An approximate night: the new rows searched through the previous partitions."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tools.synthetic import clustered_embeddings
+from transforms.mine.approximate import (
+    assign,
+    mine_approximate_indexed,
+    search_partitions,
+)
+from transforms.mine.incremental_approximate import reuse_index
+from transforms.mine.partition_tables import (
+    centroids_table,
+    partitions_tables,
+    read_centroids,
+    read_probes,
+)
+
+
+def _night(n_old=6000, n_new=300, dim=32, seed=3):
+    x = clustered_embeddings(n_old + n_new, dim, near_fraction=0.3, seed=seed)
+    rng = np.random.default_rng(seed)
+    is_new = np.zeros(len(x), bool)
+    is_new[rng.choice(len(x), n_new, replace=False)] = True
+    return x, is_new
+
+
+def test_new_rows_through_the_same_probes_find_what_the_whole_search_finds():
+    x, is_new = _night()
+    _, _, index = mine_approximate_indexed(x, 0.9, nprobe=3, recall_sample_size=0)
+    n = len(x)
+    whole, _, _ = search_partitions(x, index.probes, index.nlist, 0.9, 256)
+    new, _, _ = search_partitions(x, index.probes, index.nlist, 0.9, 256, is_new)
+    i, j = whole // n, whole % n
+    with_new = whole[is_new[i] | is_new[j]]
+    assert with_new.size > 100 and with_new.size < whole.size
+    assert np.array_equal(new, with_new)
+
+
+def test_old_pairs_plus_new_pairs_equal_one_run_with_the_old_centroids():
+    """Night 1 trains on the old rows; night 2 assigns only the new rows. The carried
+    old-old pairs plus night 2's new pairs are the whole search with night 1's centroids."""
+    x, is_new = _night(seed=5)
+    old = np.flatnonzero(~is_new)
+    _, _, first = mine_approximate_indexed(x[old], 0.9, nprobe=3, recall_sample_size=0)
+    probes = np.zeros((len(x), first.nprobe), np.int32)
+    probes[old] = first.probes
+    probes[is_new], _ = assign(x[is_new], first.centroids, first.nprobe)
+    n = len(x)
+    old_keys, _, _ = search_partitions(x[old], first.probes, first.nlist, 0.9)
+    carried = old[old_keys // len(old)] * np.int64(n) + old[old_keys % len(old)]
+    new, _, _ = search_partitions(x, probes, first.nlist, 0.9, 512, is_new)
+    whole, _, _ = search_partitions(x, probes, first.nlist, 0.9)
+    assert np.array_equal(np.sort(np.concatenate([carried, new])), whole)
+
+
+def test_partition_tables_round_trip_and_reuse(tmp_path):
+    x, is_new = _night(n_old=2000, n_new=100, dim=16)
+    ids = pa.array([f"r{k:05d}" for k in range(len(x))])
+    _, stats, index = mine_approximate_indexed(x[~is_new], 0.9, nprobe=2, recall_sample_size=0)
+    pq.write_table(centroids_table(index.centroids), str(tmp_path / "centroids.parquet"))
+    old_ids = ids.filter(pa.array(~is_new))
+    pq.write_table(pa.concat_tables(partitions_tables(old_ids, index.probes, 500)),
+                str(tmp_path / "partitions.parquet"))
+    assert np.array_equal(read_centroids(str(tmp_path / "centroids.parquet")), index.centroids)
+    probes, found = read_probes(str(tmp_path / "partitions.parquet"), ids, 2)
+    assert np.array_equal(found, ~is_new)
+    assert np.array_equal(probes[~is_new], index.probes)
+    assert not read_probes(str(tmp_path / "partitions.parquet"), ids, 3)[1].any()  # other nprobe
+
+    night, reason, fit = reuse_index(str(tmp_path), ids, x, is_new, 2, stats["n"],
+                                     stats["centroids_trained_fit"])
+    assert reason is None and abs(fit - stats["centroids_trained_fit"]) < 0.1
+    assert np.array_equal(night.probes[is_new], assign(x[is_new], index.centroids, 2)[0])
+    # new rows that fit no centroid: trained again
+    far = x.copy()
+    rng = np.random.default_rng(1)
+    far[is_new] = rng.normal(size=(int(is_new.sum()), 16)).astype(np.float32)
+    far[is_new] /= np.linalg.norm(far[is_new], axis=1, keepdims=True)
+    _, reason, _ = reuse_index(str(tmp_path), ids, far, is_new, 2, stats["n"],
+                               stats["centroids_trained_fit"])
+    assert reason and "fit the previous centroids less well" in reason
+    # an old record the previous partitions do not hold
+    _, reason, _ = reuse_index(str(tmp_path), ids, x, np.zeros(len(x), bool), 2, stats["n"],
+                               stats["centroids_trained_fit"])
+    assert reason == f"{int(is_new.sum())} old records have no partition in the previous run"

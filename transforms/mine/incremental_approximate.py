@@ -1,0 +1,186 @@
+"""Stage 5, mine (incremental nights, approximate): the previous run's partitions reused.
+
+    embeddings table + ids new to mining + the previous run's centroids and
+    partitions -> MineNewApproximate -> duplicates / near_duplicates (new pairs
+    and the carried pairs of old records), centroids / partitions, stats
+
+An approximate run finds a pair when one end probes the other's partition
+(`approximate.search_partitions`). With the previous run's centroids and its
+records' probes, the pairs that have a new record are found by searching only
+the partitions new records probe or belong to; the pairs of two old records
+are the previous run's (same vectors, same probes). So a night's tables equal
+what one approximate run over all records would find with those centroids,
+and its cost is the load, the new rows' assignment and a few partitions, not
+the training and the whole search. Recall is measured as in a full run, on a
+sample of the new records.
+
+The centroids are kept while they fit: when the new records are, on average,
+more than `MAX_DISTANCE_GROWTH` times as far (1 - cosine) from their nearest
+centroid as the rows they were trained on, or the previous tables do not
+cover the old records, the night trains new centroids and mines everything
+(`remined_in_full`, with the reason, in the stats). The launcher makes the
+other checks before the job starts (`pipelines.previous_run.remine_reason`:
+same nprobe and nlist, no lowered threshold, the table at most
+`MAX_GROWTH` times the size the centroids were trained on).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import apache_beam as beam
+import numpy as np
+import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.metrics import counter
+from transforms.mine.approximate import (
+    PartitionIndex,
+    _recall,
+    assign,
+    keys_to_pairs,
+    mine_approximate_indexed,
+    recall_flag,
+    search_partitions,
+)
+from transforms.mine.incremental import carry_previous_pairs, read_ids
+from transforms.mine.partition_tables import read_centroids, read_probes
+from transforms.mine.transform import (
+    CENTROIDS,
+    DUPLICATES,
+    NEAR_DUPLICATES,
+    PARTITIONS,
+    ROWS_PER_TABLE,
+    STATS,
+    PairTables,
+    index_outputs,
+    load_embeddings_arrow,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_DISTANCE_GROWTH = 1.25
+
+
+def reuse_index(previous: str, ids, vectors: np.ndarray, is_new: np.ndarray, nprobe: int,
+                trained_n: int, trained_fit: float) -> tuple[PartitionIndex | None, str | None,
+                                                            float | None]:
+    """`(index over tonight's rows, None, new rows' fit)`, or `(None, why not, fit)`."""
+    centroids = read_centroids(FileSystems.join(previous, f"{CENTROIDS}.parquet"))
+    if centroids.shape[1:] != vectors.shape[1:]:
+        return None, (f"the previous centroids are {centroids.shape[1:]} wide, tonight's "
+                      f"vectors {vectors.shape[1:]}"), None
+    probes, found = read_probes(FileSystems.join(previous, f"{PARTITIONS}.parquet"), ids, nprobe)
+    lost = int((~found & ~is_new).sum())
+    if lost:
+        return None, f"{lost} old records have no partition in the previous run", None
+    new_rows = np.flatnonzero(is_new)
+    if not new_rows.size:
+        return PartitionIndex(centroids, probes, trained_n, trained_fit), None, None
+    probes[new_rows], fit = assign(vectors[new_rows], centroids, nprobe)
+    fit_new = float(fit.mean())
+    if 1.0 - fit_new > MAX_DISTANCE_GROWTH * (1.0 - trained_fit):
+        return None, (f"the new records fit the previous centroids less well (mean score "
+                      f"{fit_new:.4f} against their nearest, {trained_fit:.4f} when trained)"
+                      ), fit_new
+    return PartitionIndex(centroids, probes, trained_n, trained_fit), None, fit_new
+
+
+class _MineNewApproximateFn(beam.DoFn):
+    def __init__(self, previous: str, new_ids: str, not_carried: str,
+                 duplicate_threshold: float, near_duplicate_threshold: float,
+                 mining_options: dict, trained_n: int, trained_fit: float, block_size: int,
+                 id_column: str, embedding_column: str, rows_per_table: int):
+        self._previous = previous
+        self._new_ids, self._not_carried = new_ids, not_carried
+        self._dup, self._near = duplicate_threshold, near_duplicate_threshold
+        self._options = dict(mining_options)
+        self._trained = (trained_n, trained_fit)
+        self._block_size = block_size
+        self._columns = (id_column, embedding_column)
+        self._rows = rows_per_table
+
+    def process(self, patterns):
+        started = time.monotonic()
+        ids, vectors = load_embeddings_arrow(patterns, *self._columns)
+        is_new = pc.is_in(ids, value_set=read_ids(self._new_ids)).to_numpy(
+            zero_copy_only=False)
+        loaded = time.monotonic()
+        index, reason, fit_new = reuse_index(self._previous, ids, vectors, is_new,
+                                             self._options["nprobe"], *self._trained)
+        out = PairTables(ids, self._rows, self._dup)
+        if reason:
+            log.warning("approximate night: %s: centroids trained again, every pair mined",
+                        reason)
+            pairs, stats, index = mine_approximate_indexed(
+                vectors, self._near, block_size=self._block_size, **self._options)
+            yield from out.add(pairs.i, pairs.j, pairs.score)
+            stats.update(remined_in_full=True, remine_reason=reason, pairs_new=len(pairs),
+                         centroids_reused=False)
+        else:
+            stats = self._mine_new(vectors, is_new, index)
+            pairs = keys_to_pairs(stats.pop("keys"), stats.pop("scores"), len(ids))
+            yield from out.add(pairs.i, pairs.j, pairs.score)
+            stats["pairs_new"] = len(pairs)
+        counter("pairs_found").inc(len(pairs))
+        del pairs
+        yield from out.flush()
+        if not reason:
+            gone = read_ids(self._not_carried)
+            yield from carry_previous_pairs(self._previous, gone, self._dup, self._near)
+        yield from index_outputs(ids, index, self._rows)
+        yield beam.pvalue.TaggedOutput(STATS, dict(
+            stats, mode="approximate", incremental=True, embeddings=len(ids),
+            embeddings_new=int(is_new.sum()), new_rows_fit=fit_new, load_seconds=round(loaded - started, 3),
+            mine_seconds=round(time.monotonic() - loaded, 3)))
+
+    def _mine_new(self, vectors: np.ndarray, is_new: np.ndarray, index: PartitionIndex) -> dict:
+        t = time.perf_counter()
+        keys, scores, raw = search_partitions(vectors, index.probes, index.nlist, self._near,
+                                              self._block_size, is_new)
+        mine_s = time.perf_counter() - t
+        t = time.perf_counter()
+        recall = _recall(vectors, keys, self._near, self._options["recall_sample_size"],
+                         seed=self._options["seed"], block_size=self._block_size,
+                         rows=np.flatnonzero(is_new))
+        log.info("approximate night: %d new rows against %d through %d partitions: %d pairs",
+                 int(is_new.sum()), len(vectors), index.nlist, keys.size)
+        sizes = np.bincount(index.probes[:, 0], minlength=index.nlist)
+        stats = {"n": len(vectors), "threshold": float(self._near), "nlist": index.nlist,
+                 "nprobe": index.nprobe, "partition_size_max": int(sizes.max()),
+                 "partition_size_mean": float(sizes.mean()), "pairs_found_raw": raw,
+                 "centroids_reused": True, "centroids_trained_n": index.trained_n,
+                 "centroids_trained_fit": index.trained_fit, "recall_scope": "new records",
+                 **recall, "mine_s": mine_s, "recall_s": time.perf_counter() - t,
+                 "keys": keys, "scores": scores}
+        return recall_flag(stats, self._options["recall_target"])
+
+
+class MineNewApproximate(beam.PTransform):
+    """Pattern(s) of tonight's embeddings table (one element) -> {duplicates,
+    near_duplicates: Arrow tables of all tonight's pairs (new and carried), centroids,
+    partitions: the index for the next night, stats: one dict}.
+
+    Args:
+        previous: the published run folder whose centroids, partitions and pairs are reused.
+        new_ids / not_carried: patterns of the id tables the incremental embed job wrote.
+        mining_options: `nprobe`, `recall_sample_size`, `recall_target`, `seed` (and
+            `nlist`, `kmeans_iterations` for a re-mine), as `mine_approximate_indexed`.
+        trained_n / trained_fit: the previous run's `centroids_trained_*` stats.
+    """
+
+    def __init__(self, previous: str, new_ids: str, not_carried: str,
+                 duplicate_threshold: float, near_duplicate_threshold: float,
+                 mining_options: dict, trained_n: int, trained_fit: float,
+                 block_size: int = 4096, id_column: str = "record_id",
+                 embedding_column: str = "embedding", rows_per_table: int = ROWS_PER_TABLE):
+        super().__init__()
+        self._fn = _MineNewApproximateFn(previous, new_ids, not_carried, duplicate_threshold,
+                                         near_duplicate_threshold, mining_options, trained_n,
+                                         trained_fit, block_size, id_column, embedding_column,
+                                         rows_per_table)
+
+    def expand(self, patterns: beam.PCollection):
+        return patterns | "MineNewApproximate" >> beam.ParDo(self._fn).with_outputs(
+            DUPLICATES, NEAR_DUPLICATES, STATS, CENTROIDS, PARTITIONS)

@@ -1,0 +1,77 @@
+"""The approximate mode's partitions as tables: `centroids` and `partitions`.
+
+An approximate run publishes the centroids it trained and every record's
+probes (its `nprobe` nearest partitions) beside its pair tables, so that the
+next night can assign only its new records and search only the partitions
+they touch (`transforms.mine.incremental_approximate`). Both are small next
+to the embeddings: `nlist * d` floats, and `nprobe` int32 per record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from transforms.mine.approximate import PartitionIndex
+from transforms.mine.transform import CENTROIDS, PARTITIONS
+from transforms.parquet_open import open_parquet
+from transforms.schemas import CENTROIDS_SCHEMA, PARTITIONS_SCHEMA
+
+
+def centroids_table(centroids: np.ndarray) -> pa.Table:
+    nlist, dim = centroids.shape
+    values = pa.array(np.ascontiguousarray(centroids, np.float32).reshape(-1), pa.float32())
+    return pa.table({"partition": pa.array(np.arange(nlist, dtype=np.int32)),
+                     "centroid": pa.ListArray.from_arrays(
+                         pa.array(np.arange(0, (nlist + 1) * dim, dim, dtype=np.int32)), values)},
+                    schema=CENTROIDS_SCHEMA)
+
+
+def partitions_tables(ids: pa.Array, probes: np.ndarray, rows: int) -> Iterator[pa.Table]:
+    """PARTITIONS_SCHEMA tables of at most `rows` rows: row r of `probes` is `ids[r]`'s."""
+    nprobe = probes.shape[1]
+    for s in range(0, len(ids), max(1, rows)):
+        block = np.ascontiguousarray(probes[s:s + rows], np.int32)
+        offsets = np.arange(0, (block.shape[0] + 1) * nprobe, nprobe, dtype=np.int32)
+        yield pa.table({"record_id": ids[s:s + rows],
+                        "probes": pa.ListArray.from_arrays(pa.array(offsets),
+                                                           pa.array(block.reshape(-1)))},
+                       schema=PARTITIONS_SCHEMA)
+
+
+def index_tables(ids: pa.Array, index: PartitionIndex, rows: int
+                 ) -> Iterator[tuple[str, pa.Table]]:
+    """`(table name, table)` of everything the next night needs of `index`."""
+    yield CENTROIDS, centroids_table(index.centroids)
+    for table in partitions_tables(ids, index.probes, rows):
+        yield PARTITIONS, table
+
+
+def read_centroids(path: str) -> np.ndarray:
+    """`[nlist, d]` float32, row q the centroid of partition q."""
+    table = open_parquet(path).read().sort_by("partition")
+    column = table.column("centroid").combine_chunks()
+    if not len(column):
+        return np.zeros((0, 0), np.float32)
+    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    return values.reshape(len(column), -1)
+
+
+def read_probes(path: str, ids: pa.Array, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(probes [len(ids), nprobe] int32, found [len(ids)] bool)`: the probes the table
+    at `path` holds for each of `ids`; rows not found are zeros. A table of another
+    width than `nprobe` finds nothing."""
+    table = open_parquet(path).read()
+    column = table.column("probes").combine_chunks()
+    out = np.zeros((len(ids), nprobe), np.int32)
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    if not len(column) or (lengths != nprobe).any():
+        return out, np.zeros(len(ids), bool)
+    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.int32).reshape(-1, nprobe)
+    pos = pc.index_in(ids, value_set=table.column("record_id").combine_chunks())
+    found = pc.is_valid(pos).to_numpy(zero_copy_only=False)
+    out[found] = flat[pos.filter(pc.is_valid(pos)).to_numpy(zero_copy_only=False)]
+    return out, found
