@@ -304,7 +304,8 @@ def _mine_incrementally(config: Config, folder: RunFolder, summary: dict,
             "new_ids": FileSystems.join(ids, reuse.NEW, "*.parquet"),
             "not_carried": FileSystems.join(ids, reuse.NOT_CARRIED, "*.parquet"),
             "nprobe": mining.get("nprobe"), "trained_n": mining.get("centroids_trained_n"),
-            "trained_fit": mining.get("centroids_trained_fit")}
+            "trained_fit": mining.get("centroids_trained_fit"),
+            "previous_recall_ok": not mining.get("recall_below_target", False)}
 
 
 def mining_mode(config: Config, n_records: int) -> str:

@@ -289,7 +289,8 @@ def _mine_incremental(p: beam.Pipeline, config: Config, table, incremental: dict
             incremental["previous"], incremental["new_ids"], incremental["not_carried"],
             config.duplicate_threshold, config.near_duplicate_threshold,
             dict(approximate_options(config), nprobe=incremental["nprobe"]),
-            incremental["trained_n"], incremental["trained_fit"], config.block_size,
+            incremental["trained_n"], incremental["trained_fit"],
+            incremental.get("previous_recall_ok", True), config.block_size,
             config.id_column, config.embedding_column)
         out = {tag: mined[tag] for tag in (DUPLICATES, NEAR_DUPLICATES, STATS, CENTROIDS,
                                            PARTITIONS)}

@@ -14,11 +14,14 @@ and its cost is the load, the new rows' assignment and a few partitions, not
 the training and the whole search. Recall is measured as in a full run, on a
 sample of the new records.
 
-The centroids are kept while they fit: when the new records are, on average,
-more than `MAX_DISTANCE_GROWTH` times as far (1 - cosine) from their nearest
-centroid as the rows they were trained on, or the previous tables do not
-cover the old records, the night trains new centroids and mines everything
-(`remined_in_full`, with the reason, in the stats). The launcher makes the
+The centroids are kept while they fit. The night trains new centroids and
+mines everything (`remined_in_full`, with the reason, in the stats) when
+- the recall measured on the new records is below `recall_target` while the
+  previous run's met it;
+- at least `MIN_FIT_ROWS` new records are, on average, more than
+  `MAX_DISTANCE_GROWTH` times as far (1 - cosine) from their nearest centroid
+  as the rows the centroids were trained on;
+- or the previous tables do not cover the old records. The launcher makes the
 other checks before the job starts (`pipelines.previous_run.remine_reason`:
 same nprobe and nlist, no lowered threshold, the table at most
 `MAX_GROWTH` times the size the centroids were trained on).
@@ -61,6 +64,7 @@ from transforms.mine.transform import (
 log = logging.getLogger(__name__)
 
 MAX_DISTANCE_GROWTH = 1.25
+MIN_FIT_ROWS = 1000  # a mean over fewer new rows is too noisy to judge by; recall still is
 
 
 def reuse_index(previous: str, ids, vectors: np.ndarray, is_new: np.ndarray, nprobe: int,
@@ -80,7 +84,7 @@ def reuse_index(previous: str, ids, vectors: np.ndarray, is_new: np.ndarray, npr
         return PartitionIndex(centroids, probes, trained_n, trained_fit), None, None
     probes[new_rows], fit = assign(vectors[new_rows], centroids, nprobe)
     fit_new = float(fit.mean())
-    if 1.0 - fit_new > MAX_DISTANCE_GROWTH * (1.0 - trained_fit):
+    if new_rows.size >= MIN_FIT_ROWS and 1.0 - fit_new > MAX_DISTANCE_GROWTH * (1.0 - trained_fit):
         return None, (f"the new records fit the previous centroids less well (mean score "
                       f"{fit_new:.4f} against their nearest, {trained_fit:.4f} when trained)"
                       ), fit_new
@@ -90,9 +94,11 @@ def reuse_index(previous: str, ids, vectors: np.ndarray, is_new: np.ndarray, npr
 class _MineNewApproximateFn(beam.DoFn):
     def __init__(self, previous: str, new_ids: str, not_carried: str,
                  duplicate_threshold: float, near_duplicate_threshold: float,
-                 mining_options: dict, trained_n: int, trained_fit: float, block_size: int,
-                 id_column: str, embedding_column: str, rows_per_table: int):
+                 mining_options: dict, trained_n: int, trained_fit: float,
+                 previous_recall_ok: bool, block_size: int, id_column: str,
+                 embedding_column: str, rows_per_table: int):
         self._previous = previous
+        self._previous_recall_ok = previous_recall_ok
         self._new_ids, self._not_carried = new_ids, not_carried
         self._dup, self._near = duplicate_threshold, near_duplicate_threshold
         self._options = dict(mining_options)
@@ -109,20 +115,23 @@ class _MineNewApproximateFn(beam.DoFn):
         loaded = time.monotonic()
         index, reason, fit_new = reuse_index(self._previous, ids, vectors, is_new,
                                              self._options["nprobe"], *self._trained)
+        stats = None
+        if not reason:
+            stats = self._mine_new(vectors, is_new, index)
+            if stats["recall_below_target"] and self._previous_recall_ok:
+                reason = (f"recall on the new records {stats['recall_sampled']:.4f} is below "
+                          f"the target {stats['recall_target']} with the previous centroids")
         out = PairTables(ids, self._rows, self._dup)
         if reason:
             log.warning("approximate night: %s: centroids trained again, every pair mined",
                         reason)
             pairs, stats, index = mine_approximate_indexed(
                 vectors, self._near, block_size=self._block_size, **self._options)
-            yield from out.add(pairs.i, pairs.j, pairs.score)
-            stats.update(remined_in_full=True, remine_reason=reason, pairs_new=len(pairs),
-                         centroids_reused=False)
+            stats.update(remined_in_full=True, remine_reason=reason, centroids_reused=False)
         else:
-            stats = self._mine_new(vectors, is_new, index)
             pairs = keys_to_pairs(stats.pop("keys"), stats.pop("scores"), len(ids))
-            yield from out.add(pairs.i, pairs.j, pairs.score)
-            stats["pairs_new"] = len(pairs)
+        yield from out.add(pairs.i, pairs.j, pairs.score)
+        stats["pairs_new"] = len(pairs)
         counter("pairs_found").inc(len(pairs))
         del pairs
         yield from out.flush()
@@ -168,18 +177,21 @@ class MineNewApproximate(beam.PTransform):
         mining_options: `nprobe`, `recall_sample_size`, `recall_target`, `seed` (and
             `nlist`, `kmeans_iterations` for a re-mine), as `mine_approximate_indexed`.
         trained_n / trained_fit: the previous run's `centroids_trained_*` stats.
+        previous_recall_ok: the previous run's recall met the target, so a night below
+            it means the centroids no longer serve: they are trained again.
     """
 
     def __init__(self, previous: str, new_ids: str, not_carried: str,
                  duplicate_threshold: float, near_duplicate_threshold: float,
                  mining_options: dict, trained_n: int, trained_fit: float,
-                 block_size: int = 4096, id_column: str = "record_id",
-                 embedding_column: str = "embedding", rows_per_table: int = ROWS_PER_TABLE):
+                 previous_recall_ok: bool = True, block_size: int = 4096,
+                 id_column: str = "record_id", embedding_column: str = "embedding",
+                 rows_per_table: int = ROWS_PER_TABLE):
         super().__init__()
         self._fn = _MineNewApproximateFn(previous, new_ids, not_carried, duplicate_threshold,
                                          near_duplicate_threshold, mining_options, trained_n,
-                                         trained_fit, block_size, id_column, embedding_column,
-                                         rows_per_table)
+                                         trained_fit, previous_recall_ok, block_size, id_column,
+                                         embedding_column, rows_per_table)
 
     def expand(self, patterns: beam.PCollection):
         return patterns | "MineNewApproximate" >> beam.ParDo(self._fn).with_outputs(

@@ -5,6 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tools.synthetic import clustered_embeddings
+from transforms.mine import incremental_approximate
 from transforms.mine.approximate import (
     assign,
     mine_approximate_indexed,
@@ -56,7 +57,7 @@ def test_old_pairs_plus_new_pairs_equal_one_run_with_the_old_centroids():
     assert np.array_equal(np.sort(np.concatenate([carried, new])), whole)
 
 
-def test_partition_tables_round_trip_and_reuse(tmp_path):
+def test_partition_tables_round_trip_and_reuse(tmp_path, monkeypatch):
     x, is_new = _night(n_old=2000, n_new=100, dim=16)
     ids = pa.array([f"r{k:05d}" for k in range(len(x))])
     _, stats, index = mine_approximate_indexed(x[~is_new], 0.9, nprobe=2, recall_sample_size=0)
@@ -79,8 +80,10 @@ def test_partition_tables_round_trip_and_reuse(tmp_path):
     rng = np.random.default_rng(1)
     far[is_new] = rng.normal(size=(int(is_new.sum()), 16)).astype(np.float32)
     far[is_new] /= np.linalg.norm(far[is_new], axis=1, keepdims=True)
-    _, reason, _ = reuse_index(str(tmp_path), ids, far, is_new, 2, stats["n"],
-                               stats["centroids_trained_fit"])
+    args = (str(tmp_path), ids, far, is_new, 2, stats["n"], stats["centroids_trained_fit"])
+    assert reuse_index(*args)[1] is None  # 100 new rows: too few to judge the fit by
+    monkeypatch.setattr(incremental_approximate, "MIN_FIT_ROWS", 100)
+    _, reason, _ = reuse_index(*args)
     assert reason and "fit the previous centroids less well" in reason
     # an old record the previous partitions do not hold
     _, reason, _ = reuse_index(str(tmp_path), ids, x, np.zeros(len(x), bool), 2, stats["n"],
