@@ -23,9 +23,12 @@ far closer together than a real model's):
 Then mining, in this process, with the pipeline's own functions:
 `--n-existing` + `--n-new` unit vectors (`tools/synthetic.py`) mined from
 scratch (`mine_pairs`, `--scratch-mode`, exact by default) against what an
-incremental night runs (`transforms.mine.incremental.iter_new_pairs`: the new
-rows against all, exact). With both exact, the pairs with a new row are
-compared: they must be the same set.
+incremental night runs: exact, `transforms.mine.incremental.iter_new_pairs`
+(the new rows against all), whose pairs with a new row must be the scratch
+run's; approximate (`--scratch-mode approximate`), last night's partitions
+reused (`transforms.mine.incremental_approximate`), both sides' pairs with a
+new row checked against an exact search of the new rows. Loading the table
+is the same work in both and not in either figure.
 
 Wall times depend on what else runs on the machine: the load average is
 printed. Results belong in docs/, not here.
@@ -231,41 +234,61 @@ def _pair_keys(chunks, n: int) -> np.ndarray:
     return np.sort(np.concatenate(keys)) if keys else np.empty(0, np.int64)
 
 
-def bench_mining(args) -> None:
-    """Tonight's mining, the pipeline's own functions: `iter_new_pairs` (what an
-    incremental night runs: the new rows against all, exact) against mining
-    everything from scratch (`mine_pairs`, --scratch-mode). With both exact, the
-    pairs that have a new row must be the same set: checked, not assumed."""
+def _mining_data(args):
+    """`--n-existing` + `--n-new` unit vectors; tonight's rows a tenth copies of old rows
+    with a little noise, the rest new topics. Returns `(x, is_new)`."""
     from tools.synthetic import clustered_embeddings
-    from transforms.mine import mine_pairs
-    from transforms.mine.incremental import iter_new_pairs
 
-    n_old, n_new, t = args.n_existing, args.n_new, args.threshold
-    n = n_old + n_new
-    x = clustered_embeddings(n, args.dim, seed=3)
-    # tonight's rows: a tenth copies of old rows with a little noise, the rest new topics
+    n_old, n_new = args.n_existing, args.n_new
+    x = clustered_embeddings(n_old + n_new, args.dim, seed=3)
     rng = np.random.default_rng(4)
     src = rng.choice(n_old, n_new // 10, replace=False)
     x[n_old:n_old + src.size] = x[src] + rng.normal(0, 0.01, (src.size, args.dim)).astype(
         np.float32)
     x[n_old:] /= np.linalg.norm(x[n_old:], axis=1, keepdims=True)
-    is_new = np.zeros(n, bool)
+    is_new = np.zeros(n_old + n_new, bool)
     is_new[n_old:] = True
+    return x, is_new
 
-    started, cpu = time.perf_counter(), time.process_time()
-    pairs, stats = mine_pairs(x, t, mode=args.scratch_mode, nprobe=args.nprobe,
-                              recall_sample_size=0)
-    scratch, scratch_cpu = time.perf_counter() - started, time.process_time() - cpu
-    started, cpu = time.perf_counter(), time.process_time()
-    tonight = _pair_keys(iter_new_pairs(x, is_new, t), n)
-    incremental, incremental_cpu = time.perf_counter() - started, time.process_time() - cpu
 
-    i, j = np.asarray(pairs.i, np.int64), np.asarray(pairs.j, np.int64)
-    with_new = (i >= n_old) | (j >= n_old)
-    scratch_keys = np.sort(np.minimum(i, j)[with_new] * np.int64(n) + np.maximum(i, j)[with_new])
-    same = np.array_equal(scratch_keys, tonight)
-    print(f"\nmining: {n_old} existing + {n_new} new, dim {args.dim}, threshold {t}, "
+def _timed(fn):
+    started, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - started, time.process_time() - cpu
+
+
+def _with_new(keys: np.ndarray, is_new: np.ndarray, n: int) -> np.ndarray:
+    return keys[is_new[keys // n] | is_new[keys % n]]
+
+
+def bench_mining(args) -> None:
+    """Tonight's mining, the pipeline's own functions, against mining everything from
+    scratch (`mine_pairs`, --scratch-mode).
+
+    exact: `iter_new_pairs` (the new rows against all): the pairs that have a new
+    row must be the same set as the scratch run's, checked, not assumed.
+    approximate: last night's partitions are built on the old rows (not timed: it is
+    last night's work), then tonight's `extend_index` + `mine_new` (assign the new
+    rows, search the partitions they touch, recall on a sample of them) against
+    `mine_approximate_indexed` over all rows, both with the same recall sample; the
+    pairs with a new row of each are checked against an exact search of the new rows.
+    """
+    from transforms.mine import mine_pairs
+    from transforms.mine.incremental import iter_new_pairs
+
+    x, is_new = _mining_data(args)
+    n, n_old, t = len(x), args.n_existing, args.threshold
+    print(f"\nmining: {n_old} existing + {args.n_new} new, dim {args.dim}, threshold {t}, "
           f"load average {os.getloadavg()[0]:.1f}")
+    if args.scratch_mode == "approximate":
+        _bench_approximate(args, x, is_new)
+        return
+    (pairs, stats), scratch, scratch_cpu = _timed(lambda: mine_pairs(
+        x, t, mode=args.scratch_mode, nprobe=args.nprobe, recall_sample_size=0))
+    tonight, incremental, incremental_cpu = _timed(
+        lambda: _pair_keys(iter_new_pairs(x, is_new, t), n))
+    scratch_keys = _with_new(pairs.keys(n).astype(np.int64), is_new, n)
+    same = np.array_equal(scratch_keys, tonight)
     print(f"  from scratch ({n} rows, {stats.get('mode', args.scratch_mode)}): {scratch:8.2f} s "
           f"wall, {scratch_cpu:8.2f} s CPU, {len(pairs)} pairs, {scratch_keys.size} with a new row")
     print(f"  new against all (exact, what a night runs): {incremental:8.2f} s wall, "
@@ -274,6 +297,48 @@ def bench_mining(args) -> None:
           f"(target <= 0.1); pairs with a new row "
           + ("identical to the scratch run's" if same else
              f"DIFFER from the scratch run's ({args.scratch_mode} mode)"))
+
+
+def _bench_approximate(args, x: np.ndarray, is_new: np.ndarray) -> None:
+    from transforms.mine.approximate import PartitionIndex, mine_approximate_indexed
+    from transforms.mine.incremental import iter_new_pairs
+    from transforms.mine.incremental_approximate import extend_index, mine_new
+
+    n, t = len(x), args.threshold
+    old = ~is_new
+    options = {"nprobe": args.nprobe, "recall_sample_size": args.recall_sample_size}
+    _, last_stats, last = mine_approximate_indexed(x[old], t, **options)
+    probes = np.zeros((n, last.nprobe), np.int32)
+    probes[old] = last.probes  # the old rows come first: row r is old row r
+    previous = PartitionIndex(last.centroids, probes, last.trained_n, last.trained_fit)
+    del last
+    print(f"  last night ({int(old.sum())} rows): nlist {last_stats['nlist']}, "
+          f"nprobe {last_stats['nprobe']}, recall {last_stats['recall_sampled']:.4f} (not timed)")
+
+    (pairs, stats, _), scratch, scratch_cpu = _timed(
+        lambda: mine_approximate_indexed(x, t, **options))
+
+    def night():
+        index, _ = extend_index(previous, x, is_new)
+        return mine_new(x, is_new, index, t, recall_sample_size=args.recall_sample_size)
+
+    (keys, _, night_stats), incremental, incremental_cpu = _timed(night)
+    exact = _pair_keys(iter_new_pairs(x, is_new, t), n)
+    scratch_keys = _with_new(pairs.keys(n).astype(np.int64), is_new, n)
+    print(f"  from scratch ({n} rows, approximate, nlist {stats['nlist']}): {scratch:8.2f} s "
+          f"wall, {scratch_cpu:8.2f} s CPU (train {stats['train_s']:.1f}, assign "
+          f"{stats['assign_s']:.1f}, mine {stats['mine_s']:.1f}, recall {stats['recall_s']:.1f})")
+    print(f"  new against all (approximate, last night's partitions): {incremental:8.2f} s "
+          f"wall, {incremental_cpu:8.2f} s CPU (mine {night_stats['mine_s']:.1f}, recall "
+          f"{night_stats['recall_s']:.1f})")
+    print(f"  ratio {incremental / scratch:.3f} wall, {incremental_cpu / scratch_cpu:.3f} CPU "
+          "(target <= 0.1)")
+    for label, found, measured in (("scratch", scratch_keys, stats["recall_sampled"]),
+                                   ("night", keys, night_stats["recall_sampled"])):
+        true = np.isin(exact, found).mean() if exact.size else 1.0
+        print(f"  {label}: {found.size} pairs with a new row, recall on them {true:.5f} "
+              f"(against an exact search of the new rows: {exact.size} pairs); "
+              f"sampled recall {measured:.4f}")
 
 
 def main() -> None:
@@ -295,6 +360,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--nprobe", type=int, default=8)
+    parser.add_argument("--recall-sample-size", type=int, default=1000,
+                        help="approximate: rows searched exactly to measure recall (both sides)")
     parser.add_argument("--scratch-mode", default="exact", choices=("exact", "approximate", "auto"),
                         help="mode of the from-scratch mining (exact: the incremental path's "
                              "equal; ~1 hour at 1M x 512 on 2 cores)")

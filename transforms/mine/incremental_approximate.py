@@ -70,7 +70,8 @@ MIN_FIT_ROWS = 1000  # a mean over fewer new rows is too noisy to judge by; reca
 def reuse_index(previous: str, ids, vectors: np.ndarray, is_new: np.ndarray, nprobe: int,
                 trained_n: int, trained_fit: float) -> tuple[PartitionIndex | None, str | None,
                                                             float | None]:
-    """`(index over tonight's rows, None, new rows' fit)`, or `(None, why not, fit)`."""
+    """The previous run's partitions extended to tonight's rows (`extend_index`):
+    `(index, None, new rows' fit)`, or `(None, why they do not serve, fit)`."""
     centroids = read_centroids(FileSystems.join(previous, f"{CENTROIDS}.parquet"))
     if centroids.shape[1:] != vectors.shape[1:]:
         return None, (f"the previous centroids are {centroids.shape[1:]} wide, tonight's "
@@ -79,16 +80,46 @@ def reuse_index(previous: str, ids, vectors: np.ndarray, is_new: np.ndarray, npr
     lost = int((~found & ~is_new).sum())
     if lost:
         return None, f"{lost} old records have no partition in the previous run", None
-    new_rows = np.flatnonzero(is_new)
-    if not new_rows.size:
-        return PartitionIndex(centroids, probes, trained_n, trained_fit), None, None
-    probes[new_rows], fit = assign(vectors[new_rows], centroids, nprobe)
-    fit_new = float(fit.mean())
-    if new_rows.size >= MIN_FIT_ROWS and 1.0 - fit_new > MAX_DISTANCE_GROWTH * (1.0 - trained_fit):
+    index, fit_new = extend_index(PartitionIndex(centroids, probes, trained_n, trained_fit),
+                                  vectors, is_new)
+    if is_new.sum() >= MIN_FIT_ROWS and 1.0 - fit_new > MAX_DISTANCE_GROWTH * (1.0 - trained_fit):
         return None, (f"the new records fit the previous centroids less well (mean score "
                       f"{fit_new:.4f} against their nearest, {trained_fit:.4f} when trained)"
                       ), fit_new
-    return PartitionIndex(centroids, probes, trained_n, trained_fit), None, fit_new
+    return index, None, fit_new
+
+
+def extend_index(index: PartitionIndex, vectors: np.ndarray, is_new: np.ndarray
+                 ) -> tuple[PartitionIndex, float | None]:
+    """`index` with the new rows' probes filled in (its `probes` row for a new row is
+    replaced), and the new rows' mean score against their nearest centroid."""
+    new_rows = np.flatnonzero(is_new)
+    if not new_rows.size:
+        return index, None
+    index.probes[new_rows], fit = assign(vectors[new_rows], index.centroids, index.nprobe)
+    return index, float(fit.mean())
+
+
+def mine_new(vectors: np.ndarray, is_new: np.ndarray, index: PartitionIndex, threshold: float,
+             *, block_size: int = 4096, recall_sample_size: int = 1000,
+             recall_target: float = 0.99, seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """`(keys, scores, stats)` of every pair with a new row the partitions find (keys
+    `i * N + j`, sorted), and the recall measured on a sample of the new rows."""
+    t = time.perf_counter()
+    keys, scores, raw = search_partitions(vectors, index.probes, index.nlist, threshold,
+                                          block_size, is_new)
+    mine_s = time.perf_counter() - t
+    t = time.perf_counter()
+    recall = _recall(vectors, keys, threshold, recall_sample_size, seed=seed,
+                     block_size=block_size, rows=np.flatnonzero(is_new))
+    sizes = np.bincount(index.probes[:, 0], minlength=index.nlist)
+    stats = {"n": len(vectors), "threshold": float(threshold), "nlist": index.nlist,
+             "nprobe": index.nprobe, "partition_size_max": int(sizes.max()),
+             "partition_size_mean": float(sizes.mean()), "pairs_found_raw": raw,
+             "centroids_reused": True, "centroids_trained_n": index.trained_n,
+             "centroids_trained_fit": index.trained_fit, "recall_scope": "new records",
+             **recall, "mine_s": mine_s, "recall_s": time.perf_counter() - t}
+    return keys, scores, recall_flag(stats, recall_target)
 
 
 class _MineNewApproximateFn(beam.DoFn):
@@ -117,7 +148,11 @@ class _MineNewApproximateFn(beam.DoFn):
                                              self._options["nprobe"], *self._trained)
         stats = None
         if not reason:
-            stats = self._mine_new(vectors, is_new, index)
+            keys, scores, stats = mine_new(
+                vectors, is_new, index, self._near, block_size=self._block_size,
+                **{k: self._options[k] for k in ("recall_sample_size", "recall_target", "seed")})
+            log.info("approximate night: %d new rows against %d through %d partitions: "
+                     "%d pairs", int(is_new.sum()), len(vectors), index.nlist, keys.size)
             if stats["recall_below_target"] and self._previous_recall_ok:
                 reason = (f"recall on the new records {stats['recall_sampled']:.4f} is below "
                           f"the target {stats['recall_target']} with the previous centroids")
@@ -125,11 +160,13 @@ class _MineNewApproximateFn(beam.DoFn):
         if reason:
             log.warning("approximate night: %s: centroids trained again, every pair mined",
                         reason)
+            keys = scores = None  # tonight's partial search, freed before the full one
             pairs, stats, index = mine_approximate_indexed(
                 vectors, self._near, block_size=self._block_size, **self._options)
             stats.update(remined_in_full=True, remine_reason=reason, centroids_reused=False)
         else:
-            pairs = keys_to_pairs(stats.pop("keys"), stats.pop("scores"), len(ids))
+            pairs = keys_to_pairs(keys, scores, len(ids))
+            del keys, scores
         yield from out.add(pairs.i, pairs.j, pairs.score)
         stats["pairs_new"] = len(pairs)
         counter("pairs_found").inc(len(pairs))
@@ -141,29 +178,9 @@ class _MineNewApproximateFn(beam.DoFn):
         yield from index_outputs(ids, index, self._rows)
         yield beam.pvalue.TaggedOutput(STATS, dict(
             stats, mode="approximate", incremental=True, embeddings=len(ids),
-            embeddings_new=int(is_new.sum()), new_rows_fit=fit_new, load_seconds=round(loaded - started, 3),
+            embeddings_new=int(is_new.sum()), new_rows_fit=fit_new,
+            load_seconds=round(loaded - started, 3),
             mine_seconds=round(time.monotonic() - loaded, 3)))
-
-    def _mine_new(self, vectors: np.ndarray, is_new: np.ndarray, index: PartitionIndex) -> dict:
-        t = time.perf_counter()
-        keys, scores, raw = search_partitions(vectors, index.probes, index.nlist, self._near,
-                                              self._block_size, is_new)
-        mine_s = time.perf_counter() - t
-        t = time.perf_counter()
-        recall = _recall(vectors, keys, self._near, self._options["recall_sample_size"],
-                         seed=self._options["seed"], block_size=self._block_size,
-                         rows=np.flatnonzero(is_new))
-        log.info("approximate night: %d new rows against %d through %d partitions: %d pairs",
-                 int(is_new.sum()), len(vectors), index.nlist, keys.size)
-        sizes = np.bincount(index.probes[:, 0], minlength=index.nlist)
-        stats = {"n": len(vectors), "threshold": float(self._near), "nlist": index.nlist,
-                 "nprobe": index.nprobe, "partition_size_max": int(sizes.max()),
-                 "partition_size_mean": float(sizes.mean()), "pairs_found_raw": raw,
-                 "centroids_reused": True, "centroids_trained_n": index.trained_n,
-                 "centroids_trained_fit": index.trained_fit, "recall_scope": "new records",
-                 **recall, "mine_s": mine_s, "recall_s": time.perf_counter() - t,
-                 "keys": keys, "scores": scores}
-        return recall_flag(stats, self._options["recall_target"])
 
 
 class MineNewApproximate(beam.PTransform):
