@@ -232,8 +232,10 @@ def _mine(config: Config, embeddings: str | list[str], folder: RunFolder,
     summary["timings"]["mine_seconds"] = round(time.monotonic() - started, 3)
     for table in (mine_pipeline.DUPLICATES, mine_pipeline.NEAR_DUPLICATES):
         folder.merge_parts(table, schemas.PAIRS_SCHEMA)
-    if mining_mode(config, n_records) == "approximate":  # its partitions, for the next night
+    mode = mining_mode(config, n_records)  # the partitions it used, for the next night
+    if mode in ("approximate", "distributed"):
         folder.merge_parts(mine_pipeline.CENTROIDS, schemas.CENTROIDS_SCHEMA)
+    if mode == "approximate":  # distributed assigns every record again from the centroids
         folder.merge_parts(mine_pipeline.PARTITIONS, schemas.PARTITIONS_SCHEMA)
     stats = mine_pipeline.read_stats(folder.staging)
     group_stats = mine_pipeline.read_stats(folder.staging, mine_pipeline.GROUP_STATS)
@@ -293,7 +295,8 @@ def _mine_incrementally(config: Config, folder: RunFolder, summary: dict,
     mode = mining_mode(config, n_records)
     reason = previous_run.remine_reason(previous, mode, config.near_duplicate_threshold,
                                         n_records=n_records, nprobe=config.nprobe,
-                                        nlist=config.nlist)
+                                        nlist=config.nlist,
+                                        partitions_per_vector=config.partitions_per_vector)
     night.update(remined_in_full=reason is not None, remine_reason=reason)
     if reason:
         log.warning("run %s: %s: every pair is mined again", folder.run_id, reason)

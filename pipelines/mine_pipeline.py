@@ -81,17 +81,36 @@ def _is_duplicate(row: dict, n_partitions: int, threshold: float) -> int:
 
 
 def _distributed_stats(recall: dict, duplicates: int, near_duplicates: int, embeddings: int,
-                       config: Config) -> dict:
+                       config: Config, centroids: np.ndarray, night: dict | None = None) -> dict:
     low = recall["recall_sampled"] is not None and recall["recall_sampled"] < config.recall_target
-    return dict(recall, mode="distributed", mode_requested="distributed", embeddings=embeddings,
-                duplicates=duplicates, near_duplicates=near_duplicates,
-                nlist=config.nlist, partition_size=config.partition_size,
-                partitions_per_vector=config.partitions_per_vector,
-                recall_target=config.recall_target, recall_below_target=bool(low))
+    stats = dict(recall, mode="distributed", mode_requested="distributed", embeddings=embeddings,
+                 duplicates=duplicates, near_duplicates=near_duplicates,
+                 nlist=int(centroids.shape[0]), partition_size=config.partition_size,
+                 partitions_per_vector=config.partitions_per_vector,
+                 recall_target=config.recall_target, recall_below_target=bool(low),
+                 centroids_trained_n=embeddings)
+    if night:  # the previous centroids, the new records' pairs and recall
+        stats.update(night, incremental=True, centroids_reused=True,
+                     recall_scope="new records")
+    return stats
 
 
-def _build_distributed(p: beam.Pipeline, config: Config, patterns: list[str], staging: str):
-    """Distributed mode: MineDistributed over the table, read in parallel."""
+def _pair_row(row: dict) -> tuple:
+    return row["record_id_a"], row["record_id_b"], row["score"]
+
+
+def _night_counts(_, new: int, found: int, trained: int) -> dict:
+    return {"embeddings_new": new, "pairs_new": found, "centroids_trained_n": trained}
+
+
+def _build_distributed(p: beam.Pipeline, config: Config, patterns: list[str], staging: str,
+                       incremental: dict | None = None):
+    """Distributed mode: MineDistributed over the table, read in parallel. An incremental
+    night reuses the previous centroids, mines only pairs with a new record and carries
+    the previous pairs of old records."""
+    from transforms.mine.distributed import NewRecords, TrainCentroids
+    from transforms.mine.partition_tables import centroids_table, read_centroids
+
     columns = [config.id_column, config.embedding_column]
     reads = [p | (f"ReadEmbeddings{k or ''}") >> beam.io.ReadFromParquetBatched(
         pattern, columns=columns,
@@ -99,12 +118,49 @@ def _build_distributed(p: beam.Pipeline, config: Config, patterns: list[str], st
         for k, pattern in enumerate(patterns)]
     batches = reads[0] if len(reads) == 1 else reads | "AllEmbeddings" >> beam.Flatten()
     vectors = batches | "ToIdVector" >> beam.FlatMap(_id_vectors, *columns)
+    if incremental:
+        centroids = (p
+                     | "PreviousCentroidsPath" >> beam.Create(
+                         [FileSystems.join(incremental["previous"], f"{CENTROIDS}.parquet")])
+                     | "ReadPreviousCentroids" >> beam.Map(read_centroids))
+    else:
+        centroids = vectors | "TrainCentroids" >> TrainCentroids(
+            nlist=config.nlist, partition_size=config.partition_size, seed=config.mining_seed)
+    _ = (centroids
+         | "CentroidsTable" >> beam.Map(centroids_table)
+         | "WriteCentroids" >> beam.io.WriteToParquetBatched(
+             FileSystems.join(table_dir(staging, CENTROIDS), PART_PREFIX),
+             schema=schemas.CENTROIDS_SCHEMA, file_name_suffix=SUFFIX, num_shards=0))
+    new_ids = incremental["new_ids"] if incremental else None
     pairs = vectors | "MineDistributed" >> MineDistributed(
-        config.near_duplicate_threshold, nlist=config.nlist,
-        partition_size=config.partition_size,
-        partitions_per_vector=config.partitions_per_vector, block_size=config.block_size,
-        seed=config.mining_seed)
-    dup, near = pairs | "SplitPairs" >> beam.Partition(
+        config.near_duplicate_threshold, partitions_per_vector=config.partitions_per_vector,
+        block_size=config.block_size, centroids=centroids, new_ids=new_ids)
+    recall_pool, all_pairs, side = vectors, pairs, {}
+    if incremental:
+        from transforms.mine.incremental import CarryPairs, previous_pair_tables
+
+        recall_pool = vectors | "NewRecords" >> NewRecords(new_ids)
+        carried = (p
+                   | "PreviousPairTables" >> beam.Create(
+                       previous_pair_tables(incremental["previous"]))
+                   | "CarryPairs" >> CarryPairs(incremental["not_carried"],
+                                                config.duplicate_threshold,
+                                                config.near_duplicate_threshold))
+        carried_rows = ((carried[DUPLICATES], carried[NEAR_DUPLICATES])
+                        | "CarriedTables" >> beam.Flatten()
+                        | "CarriedRows" >> beam.FlatMap(lambda table: table.to_pylist()))
+        all_pairs = (pairs, carried_rows) | "AllPairs" >> beam.Flatten()
+        night = (p
+                 | "NightStats" >> beam.Create([None])
+                 | "NightCounts" >> beam.Map(
+                     _night_counts,
+                     new=beam.pvalue.AsSingleton(
+                         recall_pool | "CountNew" >> beam.combiners.Count.Globally()),
+                     found=beam.pvalue.AsSingleton(
+                         pairs | "CountNewPairs" >> beam.combiners.Count.Globally()),
+                     trained=incremental["trained_n"]))
+        side = {"night": beam.pvalue.AsSingleton(night)}
+    dup, near = all_pairs | "SplitPairs" >> beam.Partition(
         _is_duplicate, 2, threshold=config.duplicate_threshold)
     counts = {}
     for tag, label, rows in ((DUPLICATES, "Duplicates", dup), (NEAR_DUPLICATES, "NearDuplicates", near)):
@@ -113,14 +169,14 @@ def _build_distributed(p: beam.Pipeline, config: Config, patterns: list[str], st
             schema=schemas.PAIRS_SCHEMA, file_name_suffix=SUFFIX, num_shards=1)
         counts[tag] = rows | f"Count{label}" >> beam.combiners.Count.Globally()
     n = vectors | "CountEmbeddings" >> beam.combiners.Count.Globally()
-    recall = (vectors, pairs) | "MeasureRecall" >> MeasureRecall(
+    recall = (vectors, pairs, recall_pool) | "MeasureRecall" >> MeasureRecall(
         config.near_duplicate_threshold, sample_size=config.recall_sample_size)
-    pair_rows = pairs | "PairTuples" >> beam.Map(
-        lambda row: (row["record_id_a"], row["record_id_b"], row["score"]))
+    pair_rows = all_pairs | "PairTuples" >> beam.Map(_pair_row)
     return pair_rows, recall | "DistributedStats" >> beam.Map(
         _distributed_stats, duplicates=beam.pvalue.AsSingleton(counts[DUPLICATES]),
         near_duplicates=beam.pvalue.AsSingleton(counts[NEAR_DUPLICATES]),
-        embeddings=beam.pvalue.AsSingleton(n), config=config)
+        embeddings=beam.pvalue.AsSingleton(n), config=config,
+        centroids=beam.pvalue.AsSingleton(centroids), **side)
 
 
 def _pair_tuples(table: pa.Table):
@@ -234,7 +290,7 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
                    | "FindRepeatedIds" >> FindRepeatedIds(config.id_column)
                    | "CheckIdsUnique" >> beam.Map(check_ids_unique))
     if config.mode == "distributed":
-        pairs, stats = _build_distributed(p, config, patterns, staging)
+        pairs, stats = _build_distributed(p, config, patterns, staging, incremental)
         _write_json(stats, "Stats", staging, MINE_STATS)
         _build_groups(p, config, records, pairs, staging, rule, exact_duplicates or [],
                       n_records, previous_keep)

@@ -10,14 +10,15 @@ What may be reused is decided from the two summaries:
 - files and vectors (`reembed_reason`): only with the same model, vector
   width, input size, device kind, backend and reading/decoding settings;
   else everything is read and embedded again;
-- pairs (`remine_reason`): only when both runs mine in the same mode, exact or
-  approximate, and tonight's near-duplicate threshold is not below the
-  previous one's (the carried pairs would miss the band in between); an
-  approximate night also needs the previous run's partitions, the same
-  nprobe and nlist, and a table at most `MAX_GROWTH` times the one its
-  centroids were trained on (`transforms.mine.incremental_approximate` makes
-  the checks that need the vectors). Else all pairs are mined again.
-  Distributed mining always mines in full.
+- pairs (`remine_reason`): only when both runs mine in the same mode and
+  tonight's near-duplicate threshold is not below the previous one's (the
+  carried pairs would miss the band in between). An approximate night also
+  needs the previous run's partitions, the same nprobe and nlist, and a
+  table at most `MAX_GROWTH` times the one its centroids were trained on
+  (`transforms.mine.incremental_approximate` makes the checks that need the
+  vectors); a distributed night the same, with `partitions_per_vector` for
+  nprobe, and it trains again the night after one whose recall fell below
+  the target. Else all pairs are mined again.
 """
 
 from __future__ import annotations
@@ -107,31 +108,42 @@ def reembed_reason(previous: Previous, summary: dict) -> str | None:
 
 
 def remine_reason(previous: Previous, mode: str, near_duplicate_threshold: float, *,
-                  n_records: int = 0, nprobe: int = 0, nlist: int = 0) -> str | None:
+                  n_records: int = 0, nprobe: int = 0, nlist: int = 0,
+                  partitions_per_vector: int = 0) -> str | None:
     """Why the previous pairs cannot be carried (tonight mines in resolved `mode`, over
-    `n_records`, with the configured `nprobe` and `nlist`), or None."""
+    `n_records`, with the configured `nprobe`, `nlist` and `partitions_per_vector`),
+    or None."""
     mining = previous.summary.get("mining", {})
     before = mining.get("mode")
-    if mode not in ("exact", "approximate") or before != mode:
+    if before != mode:
         return (f"mining mode {before!r} -> {mode!r}: pairs are carried only between two "
-                "exact or two approximate runs")
+                "runs of one mode")
     threshold = previous.summary.get("near_duplicate_threshold")
     if threshold is None or near_duplicate_threshold < threshold:
         return (f"near_duplicate_threshold lowered {threshold} -> {near_duplicate_threshold}: "
                 "the previous pairs miss the band in between")
-    if mode == "approximate":
-        return _partitions_reason(mining, n_records, nprobe, nlist)
-    return None
+    if mode == "exact":
+        return None
+    return _partitions_reason(mining, n_records, nprobe, nlist, partitions_per_vector)
 
 
-def _partitions_reason(mining: dict, n_records: int, nprobe: int, nlist: int) -> str | None:
-    """Why the previous approximate run's partitions cannot be reused, or None."""
+def _partitions_reason(mining: dict, n_records: int, nprobe: int, nlist: int,
+                       partitions_per_vector: int = 0) -> str | None:
+    """Why the previous approximate or distributed run's partitions cannot be reused,
+    or None."""
     trained = mining.get("centroids_trained_n")
     if not trained:
         return "the previous run kept no partitions (it predates them)"
     if nlist and nlist != mining.get("nlist"):
         return f"nlist {mining.get('nlist')} -> {nlist}: the partitions change"
-    if max(1, min(nprobe, mining.get("nlist", 0))) != mining.get("nprobe"):
+    if mining.get("mode") == "distributed":
+        if partitions_per_vector != mining.get("partitions_per_vector"):
+            return (f"partitions_per_vector {mining.get('partitions_per_vector')} -> "
+                    f"{partitions_per_vector}: the partitions change")
+        if mining.get("incremental") and mining.get("recall_below_target"):
+            return ("the previous night's recall on its new records was below the target "
+                    "with these centroids")
+    elif max(1, min(nprobe, mining.get("nlist", 0))) != mining.get("nprobe"):
         return f"nprobe {mining.get('nprobe')} -> {nprobe}: the probes change"
     if n_records > MAX_GROWTH * trained:
         return (f"{n_records} records, more than {MAX_GROWTH:g} times the {trained} the "

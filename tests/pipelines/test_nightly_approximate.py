@@ -24,9 +24,10 @@ THRESHOLDS = ["--duplicate-threshold", "0.995", "--near-duplicate-threshold", "0
               "--max-error-fraction", "0.3", "-q"]
 
 
-def _config(folder, nlist, nprobe) -> str:
-    path = folder / f"approximate-{nlist}-{nprobe}.yaml"
-    path.write_text(f"mode: approximate\nnlist: {nlist}\nnprobe: {nprobe}\n"
+def _config(folder, nlist, nprobe, mode="approximate") -> str:
+    path = folder / f"{mode}-{nlist}-{nprobe}.yaml"
+    probes = "partitions_per_vector" if mode == "distributed" else "nprobe"
+    path.write_text(f"mode: {mode}\nnlist: {nlist}\n{probes}: {nprobe}\n"
                     "recall_sample_size: 1000\n")
     return str(path)
 
@@ -192,3 +193,50 @@ def test_partitions_reason_for_a_grown_table():
     clamped = dict(mining, nprobe=10)  # a configured nprobe 12 probes all 10 partitions
     assert _partitions_reason(clamped, 150, 12, 0) is None
     assert _partitions_reason(clamped, 150, 9, 0) == "nprobe 10 -> 9: the probes change"
+
+
+@pytest.fixture(scope="module")
+def distributed_nights(tmp_path_factory, tiny_model):
+    root = tmp_path_factory.mktemp("distributed-nights")
+    data, out, full = root / "data", root / "out", root / "full"
+    data.mkdir()
+    for k in range(3):
+        _shard(data / f"a{k}.tar", range(5 * k, 5 * k + 5))
+    every, some = _config(root, 3, 3, "distributed"), _config(root, 4, 1, "distributed")
+    runs = {"d1": _run(data, out, "d1", tiny_model, every),
+            "s1": _run(data, out, "s1", tiny_model, some)}
+    _shard(data / "b0.tar", [100, 101, 2])
+    runs["d2"] = _run(data, out, "d2", tiny_model, every, "--previous", str(out / "d1"))
+    runs["s2"] = _run(data, out, "s2", tiny_model, some, "--previous", str(out / "s1"))
+    runs["f2"] = _exact(data, full, "f2", tiny_model)
+    return {"out": out, "full": full, "runs": runs}
+
+
+def test_a_distributed_night_reuses_the_centroids_and_equals_a_full_exact_run(
+        distributed_nights):
+    out, runs = distributed_nights["out"], distributed_nights["runs"]
+    assert runs["d1"]["mining"]["centroids_trained_n"] == 15
+    assert len(pd.read_parquet(out / "d1" / "centroids.parquet")) == 3
+    night, mining = runs["d2"]["incremental"], runs["d2"]["mining"]
+    assert not night["remined_in_full"] and mining["centroids_reused"]
+    assert mining["recall_scope"] == "new records" and mining["recall_sampled"] == 1.0
+    assert night["pairs_carried"] > 0 and night["pairs_new"] > 0
+    assert mining["centroids_trained_n"] == 15
+    assert_same_tables(out / "d2", distributed_nights["full"] / "f2")
+
+
+def test_a_distributed_night_equals_one_run_with_its_centroids(distributed_nights):
+    """With one partition per vector, a pair is found when both ends share their
+    partition: the night's pairs are exactly those, under the previous centroids."""
+    from transforms.mine.transform import load_embeddings_arrow
+
+    out = distributed_nights["out"]
+    assert distributed_nights["runs"]["s2"]["mining"]["centroids_reused"]
+    ids, x = load_embeddings_arrow(str(out / "s2" / "embeddings" / "*.parquet"))
+    centroids = np.stack(pd.read_parquet(out / "s1" / "centroids.parquet")["centroid"])
+    part = np.argmax(x @ centroids.T, axis=1)
+    scores = x @ x.T
+    names = ids.to_pylist()
+    expected = {(names[i], names[j]) for i in range(len(x)) for j in range(i + 1, len(x))
+                if part[i] == part[j] and scores[i, j] >= 0.97}
+    assert _pairs(out / "s2") == expected

@@ -104,7 +104,10 @@ class PartitionIndex:
 
 def _grouped(labels: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:
     """(order, offsets): rows of list q are order[offsets[q]:offsets[q+1]]."""
-    order = np.argsort(labels, kind="stable")
+    # 16-bit labels sort stably by radix (linear time); wider ones by merge sort
+    small = labels.astype(np.uint16) if nlist <= 1 << 16 else labels
+    order = np.argsort(small, kind="stable")
+    del small
     offsets = np.zeros(nlist + 1, dtype=np.int64)
     np.cumsum(np.bincount(labels, minlength=nlist), out=offsets[1:])
     return order, offsets

@@ -2,12 +2,16 @@
 
 `MineDistributed`: `(record_id, vector)` -> `{record_id_a, record_id_b, score}`
 
-  CountVectors / SampleForCentroids -> TrainCentroids (k-means, side input)
+  TrainCentroids (CountVectors / SampleForCentroids -> k-means; a side input),
+      or given: an incremental night passes the previous run's centroids
   AssignPartitions: each vector to its `partitions_per_vector` nearest centroids,
       so a pair straddling a boundary still meets in a shared partition
   GroupByPartition -> MinePartitions: exact blocked mining inside each partition;
       a pair is emitted only by the smallest partition both ends share, so a
       pair found in several partitions comes out once, with no extra shuffle.
+  (night, `new_ids`) OnlyTouchedPartitions: only partitions holding a new record
+      are shuffled and mined, and only their pairs with a new record: with the
+      same centroids, exactly the pairs with a new record a whole run finds.
 
 `MeasureRecall`: `(vectors, pairs)` -> one stats dict: a deterministic sample of
 query rows is searched exactly against every vector, and the share of those
@@ -67,8 +71,22 @@ def _train_centroids(sample: list[tuple[str, Any]], count: int, nlist: int, part
 
 
 class _AssignFn(beam.DoFn):
-    def __init__(self, partitions_per_vector: int):
+    """`(record_id, vector)` -> `(partition, (record_id, vector, partitions, is_new))`, once
+    per partition of the vector's `partitions_per_vector` nearest.
+
+    With `new_ids` (the pattern of an incremental night's id table, read once per
+    worker), `is_new` says whether the record is new to mining; else it is True."""
+
+    def __init__(self, partitions_per_vector: int, new_ids: str | None = None):
         self._k = partitions_per_vector
+        self._new_ids = new_ids
+        self._new = None
+
+    def setup(self):
+        if self._new_ids:
+            from transforms.mine.incremental import read_ids
+
+            self._new = set(read_ids(self._new_ids).to_pylist())
 
     def process(self, element: tuple[str, Any], centroids: np.ndarray):
         record_id, vector = element
@@ -77,8 +95,9 @@ class _AssignFn(beam.DoFn):
         k = min(self._k, scores.shape[0])
         top = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(k)
         parts = tuple(sorted(int(p) for p in top))
+        is_new = self._new is None or record_id in self._new
         for p in parts:
-            yield p, (record_id, v, parts)
+            yield p, (record_id, v, parts, is_new)
 
 
 class _MinePartitionFn(beam.DoFn):
@@ -88,17 +107,23 @@ class _MinePartitionFn(beam.DoFn):
         self._pairs = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "partition_pairs_emitted")
         self._sizes = beam.metrics.Metrics.distribution(METRICS_NAMESPACE, "partition_size")
 
-    def process(self, element: tuple[int, Iterable[tuple[str, np.ndarray, tuple[int, ...]]]]):
+    def process(self, element: tuple[int, Iterable[tuple]]):
+        from transforms.mine.incremental import iter_new_pairs
+
         pid, rows = element
         rows = sorted(rows, key=lambda r: r[0])
         self._sizes.update(len(rows))
         if len(rows) < 2:
             return
         x = np.stack([r[1] for r in rows])
+        is_new = np.array([r[3] for r in rows])
         # Pairs go out chunk by chunk as the tiles find them: a worker holds its
         # partition's rows and one chunk, not every pair of a dense partition.
-        for chunk in iter_exact_pairs(x, self._threshold, self._block_size):
-            for i, j, s in zip(chunk.i.tolist(), chunk.j.tolist(), chunk.score.tolist()):
+        # A night (some rows old) mines only the pairs with a new row.
+        chunks = (iter_exact_pairs(x, self._threshold, self._block_size) if is_new.all()
+                  else iter_new_pairs(x, is_new, self._threshold, self._block_size))
+        for chunk in chunks:
+            for i, j, s in zip(chunk[0].tolist(), chunk[1].tolist(), chunk[2].tolist()):
                 a, b = rows[i], rows[j]
                 if a[0] == b[0]:
                     continue
@@ -121,32 +146,89 @@ class MineDistributed(beam.PTransform):
 
     def __init__(self, threshold: float, *, nlist: int = 0, partition_size: int = 20_000,
                  partitions_per_vector: int = 2, train_sample_size: int = 50_000,
-                 block_size: int = 4096, seed: int = 0, kmeans_iterations: int = 10):
+                 block_size: int = 4096, seed: int = 0, kmeans_iterations: int = 10,
+                 centroids: beam.PCollection | None = None, new_ids: str | None = None):
+        """`centroids`: a one-element PCollection of `[nlist, d]` centroids to use instead
+        of training them (`TrainCentroids`). `new_ids`: an incremental night's id table
+        of the records new to mining: only pairs with a new record are mined, in the
+        partitions a new record is in (the others are not shuffled)."""
         super().__init__()
         self._threshold = float(threshold)
-        self._nlist = int(nlist)
-        self._partition_size = int(partition_size)
+        self._train = TrainCentroids(nlist=nlist, partition_size=partition_size,
+                                     train_sample_size=train_sample_size, seed=seed,
+                                     kmeans_iterations=kmeans_iterations)
         self._k = int(partitions_per_vector)
-        self._sample = int(train_sample_size)
         self._block_size = int(block_size)
-        self._seed = int(seed)
-        self._iters = int(kmeans_iterations)
+        self._centroids = centroids
+        self._new_ids = new_ids
 
     def expand(self, pcoll: beam.PCollection[tuple[str, Any]]) -> beam.PCollection[dict]:
-        count = pcoll | "CountVectors" >> beam.combiners.Count.Globally()
-        sample = pcoll | "SampleForCentroids" >> beam.combiners.Top.Of(
-            self._sample, key=_centroid_sample_key)
-        centroids = sample | "TrainCentroids" >> beam.Map(
-            _train_centroids, count=beam.pvalue.AsSingleton(count), nlist=self._nlist,
-            partition_size=self._partition_size, seed=self._seed,
-            kmeans_iterations=self._iters)
+        centroids = self._centroids
+        if centroids is None:
+            centroids = pcoll | "TrainCentroids" >> self._train
+        assigned = pcoll | "AssignPartitions" >> beam.ParDo(
+            _AssignFn(self._k, self._new_ids), beam.pvalue.AsSingleton(centroids))
+        if self._new_ids:
+            touched = (assigned
+                       | "NewRowsPartitions" >> beam.FlatMap(
+                           lambda kv: [kv[0]] if kv[1][3] else [])
+                       | "TouchedPartitions" >> beam.combiners.ToSet())
+            assigned = assigned | "OnlyTouchedPartitions" >> beam.Filter(
+                lambda kv, touched: kv[0] in touched, touched=beam.pvalue.AsSingleton(touched))
         return (
-            pcoll
-            | "AssignPartitions" >> beam.ParDo(_AssignFn(self._k),
-                                               beam.pvalue.AsSingleton(centroids))
+            assigned
             | "GroupByPartition" >> beam.GroupByKey()
             | "MinePartitions" >> beam.ParDo(_MinePartitionFn(self._threshold, self._block_size))
         )
+
+
+class TrainCentroids(beam.PTransform):
+    """`(record_id, vector)` -> one `[nlist, d]` array: k-means on a deterministic sample
+    (`nlist` 0: one partition per `partition_size` vectors)."""
+
+    def __init__(self, *, nlist: int = 0, partition_size: int = 20_000,
+                 train_sample_size: int = 50_000, seed: int = 0, kmeans_iterations: int = 10):
+        super().__init__()
+        self._nlist = int(nlist)
+        self._partition_size = int(partition_size)
+        self._sample = int(train_sample_size)
+        self._seed = int(seed)
+        self._iters = int(kmeans_iterations)
+
+    def expand(self, pcoll):
+        count = pcoll | "CountVectors" >> beam.combiners.Count.Globally()
+        sample = pcoll | "SampleForCentroids" >> beam.combiners.Top.Of(
+            self._sample, key=_centroid_sample_key)
+        return sample | "Train" >> beam.Map(
+            _train_centroids, count=beam.pvalue.AsSingleton(count), nlist=self._nlist,
+            partition_size=self._partition_size, seed=self._seed,
+            kmeans_iterations=self._iters)
+
+
+class _NewRecordsFn(beam.DoFn):
+    def __init__(self, new_ids: str):
+        self._pattern = new_ids
+        self._new = None
+
+    def setup(self):
+        from transforms.mine.incremental import read_ids
+
+        self._new = set(read_ids(self._pattern).to_pylist())
+
+    def process(self, element: tuple[str, Any]):
+        if element[0] in self._new:
+            yield element
+
+
+class NewRecords(beam.PTransform):
+    """`(record_id, vector)` -> the rows whose id is in the id table `new_ids`."""
+
+    def __init__(self, new_ids: str):
+        super().__init__()
+        self._fn = _NewRecordsFn(new_ids)
+
+    def expand(self, pcoll):
+        return pcoll | "OnlyNew" >> beam.ParDo(self._fn)
 
 
 def _exact_pairs_of_sample(batch: list[tuple[str, Any]], sample: list[tuple[str, Any]],
@@ -179,8 +261,10 @@ class MeasureRecall(beam.PTransform):
     """Recall of mined pairs on the exact pairs of a deterministic sample of rows.
 
     Input: a tuple `(vectors, pairs)`: the `(record_id, vector)` PCollection
-    and `MineDistributed`'s output. Output: one dict with `recall_sampled`
-    (None when the sample has no pairs), `recall_sample_size`,
+    and `MineDistributed`'s output; or `(vectors, pairs, pool)`, the sample drawn
+    from the `(record_id, vector)` rows of `pool` (a night's new records).
+    Output: one dict with `recall_sampled` (None when the sample has no pairs),
+    `recall_sample_size`,
     `recall_exact_pairs`, `recall_found_pairs`.
     """
 
@@ -191,8 +275,8 @@ class MeasureRecall(beam.PTransform):
         self._batch_size = int(batch_size)
 
     def expand(self, pvals) -> beam.PCollection[dict]:
-        vectors, pairs = pvals
-        sample = vectors | "SampleQueries" >> beam.combiners.Top.Of(
+        vectors, pairs, *pool = pvals
+        sample = (pool[0] if pool else vectors) | "SampleQueries" >> beam.combiners.Top.Of(
             self._sample_size, key=_recall_sample_key)
         sample_ids = sample | "SampleIds" >> beam.Map(lambda rows: {r for r, _ in rows})
         exact = (
