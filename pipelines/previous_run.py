@@ -124,7 +124,10 @@ def remine_reason(previous: Previous, mode: str, near_duplicate_threshold: float
                 "the previous pairs miss the band in between")
     if mode == "exact":
         return None
-    return _partitions_reason(mining, n_records, nprobe, nlist, partitions_per_vector)
+    reason = _partitions_reason(mining, n_records, nprobe, nlist, partitions_per_vector)
+    tables = ["centroids.parquet"] + (["partitions.parquet"] if mode == "approximate" else [])
+    missing = [t for t in tables if not FileSystems.exists(FileSystems.join(previous.folder, t))]
+    return reason or (f"the previous run has no {' or '.join(missing)}" if missing else None)
 
 
 def _partitions_reason(mining: dict, n_records: int, nprobe: int, nlist: int,

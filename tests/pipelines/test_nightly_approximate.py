@@ -183,6 +183,20 @@ def test_other_partitions_mine_every_pair_again(nights, tiny_model, nlist, nprob
     assert "centroids_reused" not in summary["mining"]
 
 
+def test_a_previous_run_without_its_partitions_table_mines_every_pair_again(nights, tiny_model,
+                                                                            tmp_path):
+    import shutil
+
+    previous = tmp_path / "n3-copy"
+    shutil.copytree(nights["out"] / "n3", previous)
+    (previous / "partitions.parquet").unlink()
+    summary = _run(nights["data"], tmp_path / "out", "q1", tiny_model,
+                   _config(nights["root"], 3, 3), "--previous", str(previous))
+    assert summary["incremental"]["remine_reason"] == \
+        "the previous run has no partitions.parquet"
+    assert_same_tables(tmp_path / "out" / "q1", nights["full"] / "f3")
+
+
 def test_partitions_reason_for_a_grown_table():
     from pipelines.previous_run import _partitions_reason
 

@@ -23,9 +23,12 @@ never meet in a partition can be missed, and the sampled recall says how many.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import logging
 import math
+import os
 import time
 from typing import Any
 
@@ -35,6 +38,8 @@ from transforms.mine.exact import mine_exact_cross
 from transforms.mine.pairs import Pairs, canonical_pairs, index_dtype, unique_keys
 
 log = logging.getLogger(__name__)
+
+NIGHT_THREADS = min(4, os.cpu_count() or 1)
 
 
 def auto_nlist(n: int, nprobe: int) -> int:
@@ -163,34 +168,17 @@ def _recall(x: np.ndarray, found_keys: np.ndarray, threshold: float, sample_size
             "recall_ci95_low": ci_low}
 
 
-def search_partitions(x: np.ndarray, probes: np.ndarray, nlist: int, threshold: float,
-                      block_size: int = 4096, is_new: np.ndarray | None = None
-                      ) -> tuple[np.ndarray, np.ndarray, int]:
-    """`(keys, scores, raw_count)`: every pair of rows, score >= threshold, whose one
-    end probes the other's partition; keys `i * N + j` (`i < j`) sorted and unique.
-
-    With `is_new`, only the pairs with at least one new row: in each partition that
-    a new row probes or belongs to, the new probers against all members and the
-    old probers against the new members. These are exactly the pairs with a new
-    row that the whole search finds (`is_new=None`) with the same probes.
-    """
+def _search_lists(x: np.ndarray, groups: tuple, threshold: float, bs: int, max_members: int,
+                  is_new: np.ndarray | None, partitions) -> tuple[list, list]:
+    """`search_partitions`' loop over some partitions: lists of key and score arrays."""
+    members, member_off, probers, probe_off = groups
     n = x.shape[0]
-    members, member_off = _grouped(probes[:, 0], nlist)
-    flat_order, probe_off = _grouped(probes.reshape(-1), nlist)
-    probers = (flat_order // probes.shape[1]).astype(np.int64)
-    del flat_order
-    if is_new is None:
-        touched = range(nlist)
-    else:  # a new row's own partition is its first probe
-        touched = np.unique(probes[is_new].reshape(-1))
-    bs = max(1, block_size)
-    max_members = int(np.diff(member_off).max()) if n else 0
     buf = np.empty(bs * max(max_members, 1), dtype=np.float32)
     # A pair is held as one int64 key (lo * n + hi) and a float32 score: 12
     # bytes, the least that lets repeats be dropped with one sort.
     key_parts: list[np.ndarray] = []
     score_parts: list[np.ndarray] = []
-    for q in touched:
+    for q in partitions:
         m_idx = members[member_off[q] : member_off[q + 1]]
         if m_idx.size == 0:
             continue
@@ -216,6 +204,48 @@ def search_partitions(x: np.ndarray, probes: np.ndarray, nlist: int, threshold: 
                     a, b = a[keep], b[keep]
                     key_parts.append(np.minimum(a, b) * np.int64(n) + np.maximum(a, b))
                     score_parts.append(scores.reshape(-1)[flat[keep]])
+    return key_parts, score_parts
+
+
+def search_partitions(x: np.ndarray, probes: np.ndarray, nlist: int, threshold: float,
+                      block_size: int = 4096, is_new: np.ndarray | None = None,
+                      threads: int = NIGHT_THREADS) -> tuple[np.ndarray, np.ndarray, int]:
+    """`(keys, scores, raw_count)`: every pair of rows, score >= threshold, whose one
+    end probes the other's partition; keys `i * N + j` (`i < j`) sorted and unique.
+
+    With `is_new`, only the pairs with at least one new row: in each partition that
+    a new row probes or belongs to, the new probers against all members and the
+    old probers against the new members. These are exactly the pairs with a new
+    row that the whole search finds (`is_new=None`) with the same probes; they are
+    searched in `threads` threads.
+    """
+    n = x.shape[0]
+    members, member_off = _grouped(probes[:, 0], nlist)
+    flat_order, probe_off = _grouped(probes.reshape(-1), nlist)
+    probers = (flat_order // probes.shape[1]).astype(np.int64)
+    del flat_order
+    if is_new is None:
+        touched = range(nlist)
+    else:  # a new row's own partition is its first probe
+        touched = np.unique(probes[is_new].reshape(-1))
+    max_members = int(np.diff(member_off).max()) if n else 0
+    groups = (members, member_off, probers, probe_off)
+    search = functools.partial(_search_lists, x, groups, threshold, max(1, block_size),
+                               max_members, is_new)
+    if is_new is None or threads <= 1:
+        key_parts, score_parts = search(touched)
+    else:
+        # A night's partitions are many small gathers and products: split across
+        # threads (numpy releases the GIL in both), each product on one BLAS thread
+        # so the threads do not oversubscribe the cores.
+        from threadpoolctl import threadpool_limits
+
+        with (threadpool_limits(1, user_api="blas"),
+              concurrent.futures.ThreadPoolExecutor(threads) as pool):
+            found = list(pool.map(search, [touched[k::threads] for k in range(threads)]))
+        key_parts = [part for keys, _ in found for part in keys]
+        score_parts = [part for _, scores in found for part in scores]
+        del found
     raw_count = int(sum(k.size for k in key_parts))
     keys = np.concatenate(key_parts) if key_parts else np.empty(0, np.int64)
     del key_parts
