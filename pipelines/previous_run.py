@@ -124,10 +124,24 @@ def remine_reason(previous: Previous, mode: str, near_duplicate_threshold: float
                 "the previous pairs miss the band in between")
     if mode == "exact":
         return None
-    reason = _partitions_reason(mining, n_records, nprobe, nlist, partitions_per_vector)
     tables = ["centroids.parquet"] + (["partitions.parquet"] if mode == "approximate" else [])
-    missing = [t for t in tables if not FileSystems.exists(FileSystems.join(previous.folder, t))]
-    return reason or (f"the previous run has no {' or '.join(missing)}" if missing else None)
+    return (_partitions_reason(mining, n_records, nprobe, nlist, partitions_per_vector)
+            or _unreadable(previous.folder, tables))
+
+
+def _unreadable(folder: str, tables: list[str]) -> str | None:
+    """Why one of `tables` in the run folder cannot be read (footers only), or None."""
+    from transforms.parquet_open import parquet_footer
+
+    for table in tables:
+        path = FileSystems.join(folder, table)
+        if not FileSystems.exists(path):
+            return f"the previous run has no {table}"
+        try:
+            parquet_footer(path)
+        except (OSError, ValueError) as exc:
+            return f"the previous run's {table} cannot be read: {exc}"
+    return None
 
 
 def _partitions_reason(mining: dict, n_records: int, nprobe: int, nlist: int,

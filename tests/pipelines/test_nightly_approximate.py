@@ -183,18 +183,44 @@ def test_other_partitions_mine_every_pair_again(nights, tiny_model, nlist, nprob
     assert "centroids_reused" not in summary["mining"]
 
 
-def test_a_previous_run_without_its_partitions_table_mines_every_pair_again(nights, tiny_model,
-                                                                            tmp_path):
+@pytest.mark.parametrize(("damage", "reason"), [
+    ("remove", "the previous run has no partitions.parquet"),
+    ("garble", "the previous run's partitions.parquet cannot be read: "),
+])
+def test_a_previous_run_with_a_damaged_partitions_table_mines_every_pair_again(
+        nights, tiny_model, tmp_path, damage, reason):
     import shutil
 
     previous = tmp_path / "n3-copy"
     shutil.copytree(nights["out"] / "n3", previous)
-    (previous / "partitions.parquet").unlink()
+    if damage == "remove":
+        (previous / "partitions.parquet").unlink()
+    else:
+        (previous / "partitions.parquet").write_bytes(b"not parquet at all")
     summary = _run(nights["data"], tmp_path / "out", "q1", tiny_model,
                    _config(nights["root"], 3, 3), "--previous", str(previous))
-    assert summary["incremental"]["remine_reason"] == \
-        "the previous run has no partitions.parquet"
+    assert summary["incremental"]["remine_reason"].startswith(reason)
     assert_same_tables(tmp_path / "out" / "q1", nights["full"] / "f3")
+
+
+def test_a_killed_approximate_night_leaves_the_history_as_it_was(nights, tiny_model,
+                                                                 monkeypatch):
+    from tests.pipelines.test_nightly import _files
+    from transforms.mine import incremental_approximate
+
+    out = nights["out"]
+    before = _files(out)
+
+    def killed(self, *args, **kwargs):
+        raise RuntimeError("killed mid-run (injected)")
+
+    monkeypatch.setattr(incremental_approximate._MineNewApproximateFn, "process", killed)
+    assert exit_code(["run", "--config", _config(nights["root"], 3, 3), "--input",
+                      str(nights["data"]), "--output", str(out), "--run-id", "k1",
+                      "--model", tiny_model, "--previous", str(out / "n3"), *THRESHOLDS]) != 0
+    after = _files(out)
+    assert {k: v for k, v in after.items() if not k.startswith("_staging-k1")} == before
+    assert not (out / "k1").exists()
 
 
 def test_partitions_reason_for_a_grown_table():
