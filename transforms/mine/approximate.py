@@ -19,6 +19,11 @@ one sort (`pairs.unique_keys`); the result has int32 indexes below 2^31 rows.
 
 Scores of found pairs are exact float32 inner products; only pairs whose ends
 never meet in a partition can be missed, and the sampled recall says how many.
+
+The centroids and every row's probes (`PartitionIndex`) are returned beside
+the pairs: a run publishes them (`partition_tables.py`) so that the next night
+assigns only its new rows and searches only the partitions they touch
+(`search_partitions(is_new=...)`, `incremental_approximate.py`).
 """
 
 from __future__ import annotations
