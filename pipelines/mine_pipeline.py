@@ -137,15 +137,8 @@ def _build_distributed(p: beam.Pipeline, config: Config, patterns: list[str], st
         block_size=config.block_size, centroids=centroids, new_ids=new_ids)
     recall_pool, all_pairs, side = vectors, pairs, {}
     if incremental:
-        from transforms.mine.incremental import CarryPairs, previous_pair_tables
-
         recall_pool = vectors | "NewRecords" >> NewRecords(new_ids)
-        carried = (p
-                   | "PreviousPairTables" >> beam.Create(
-                       previous_pair_tables(incremental["previous"]))
-                   | "CarryPairs" >> CarryPairs(incremental["not_carried"],
-                                                config.duplicate_threshold,
-                                                config.near_duplicate_threshold))
+        carried = _carried(p, config, incremental)
         carried_rows = ((carried[DUPLICATES], carried[NEAR_DUPLICATES])
                         | "CarriedTables" >> beam.Flatten()
                         | "CarriedRows" >> beam.FlatMap(lambda table: table.to_pylist()))
@@ -328,6 +321,16 @@ def build_pipeline(config: Config, embeddings_pattern: str | list[str], staging:
     return p
 
 
+def _carried(p: beam.Pipeline, config: Config, incremental: dict):
+    """{duplicates, near_duplicates}: the previous run's pairs of old records."""
+    from transforms.mine.incremental import CarryPairs, previous_pair_tables
+
+    return (p
+            | "PreviousPairTables" >> beam.Create(previous_pair_tables(incremental["previous"]))
+            | "CarryPairs" >> CarryPairs(incremental["not_carried"], config.duplicate_threshold,
+                                         config.near_duplicate_threshold))
+
+
 def _incremental_stats(new: dict, mode_requested: str) -> dict:
     """The new pairs' stats; the launcher adds the table totals (from the footers)."""
     exact = {} if new["mode"] == "approximate" else {"recall_sampled": 1.0, "recall_exact": True}
@@ -336,7 +339,7 @@ def _incremental_stats(new: dict, mode_requested: str) -> dict:
 
 def _mine_incremental(p: beam.Pipeline, config: Config, table, incremental: dict):
     """The previous run's pairs of old records, plus new records mined against all."""
-    from transforms.mine.incremental import CarryPairs, MineNewAgainstAll, previous_pair_tables
+    from transforms.mine.incremental import MineNewAgainstAll
 
     if incremental["mode"] == "approximate":
         from transforms.mine.incremental_approximate import MineNewApproximate
@@ -354,12 +357,7 @@ def _mine_incremental(p: beam.Pipeline, config: Config, table, incremental: dict
         new = table | "MineNewAgainstAll" >> MineNewAgainstAll(
             incremental["new_ids"], config.duplicate_threshold, config.near_duplicate_threshold,
             config.block_size, config.id_column, config.embedding_column)
-        carried = (p
-                   | "PreviousPairTables" >> beam.Create(
-                       previous_pair_tables(incremental["previous"]))
-                   | "CarryPairs" >> CarryPairs(incremental["not_carried"],
-                                                config.duplicate_threshold,
-                                                config.near_duplicate_threshold))
+        carried = _carried(p, config, incremental)
         out = {STATS: new[STATS]}
         for tag, label in ((DUPLICATES, "Duplicates"), (NEAR_DUPLICATES, "NearDuplicates")):
             out[tag] = (new[tag], carried[tag]) | f"All{label}" >> beam.Flatten()

@@ -50,6 +50,14 @@ def read_ids(pattern: str) -> pa.Array:
                             ).combine_chunks()
 
 
+def load_with_new(patterns, columns: tuple[str, str], new_ids: str):
+    """`(ids, vectors, is_new)`: tonight's embeddings table (`load_embeddings_arrow`) and
+    which rows the id table `new_ids` names new to mining."""
+    ids, vectors = load_embeddings_arrow(patterns, *columns)
+    is_new = pc.is_in(ids, value_set=read_ids(new_ids)).to_numpy(zero_copy_only=False)
+    return ids, vectors, is_new
+
+
 def read_pair_tables(path: str):
     """A pair table (one Parquet file), a row group at a time."""
     pf = open_parquet(path)
@@ -163,9 +171,7 @@ class _MineNewFn(beam.DoFn):
 
     def process(self, patterns):
         started = time.monotonic()
-        ids, vectors = load_embeddings_arrow(patterns, *self._columns)
-        is_new = pc.is_in(ids, value_set=read_ids(self._new_ids)).to_numpy(
-            zero_copy_only=False)
+        ids, vectors, is_new = load_with_new(patterns, self._columns, self._new_ids)
         loaded = time.monotonic()
         log.info("mining %d new embeddings against %d", int(is_new.sum()), len(ids))
         out = PairTables(ids, self._rows, self._dup)

@@ -34,7 +34,6 @@ import time
 
 import apache_beam as beam
 import numpy as np
-import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.metrics import counter
@@ -47,7 +46,7 @@ from transforms.mine.approximate import (
     recall_flag,
     search_partitions,
 )
-from transforms.mine.incremental import carry_previous_pairs, read_ids
+from transforms.mine.incremental import carry_previous_pairs, load_with_new, read_ids
 from transforms.mine.partition_tables import read_centroids, read_probes
 from transforms.mine.transform import (
     CENTROIDS,
@@ -58,7 +57,6 @@ from transforms.mine.transform import (
     STATS,
     PairTables,
     index_outputs,
-    load_embeddings_arrow,
 )
 
 log = logging.getLogger(__name__)
@@ -140,9 +138,7 @@ class _MineNewApproximateFn(beam.DoFn):
 
     def process(self, patterns):
         started = time.monotonic()
-        ids, vectors = load_embeddings_arrow(patterns, *self._columns)
-        is_new = pc.is_in(ids, value_set=read_ids(self._new_ids)).to_numpy(
-            zero_copy_only=False)
+        ids, vectors, is_new = load_with_new(patterns, self._columns, self._new_ids)
         loaded = time.monotonic()
         index, reason, fit_new = reuse_index(self._previous, ids, vectors, is_new,
                                              self._options["nprobe"], *self._trained)
