@@ -5,6 +5,12 @@
                        MeasureRecall -> DistributedStats -> WriteStats
     (incremental night, exact) MineNewAgainstAll + CarryPairs (the previous run's
                        pairs of old records) -> Write... / IncrementalStats -> WriteStats
+    (incremental night, approximate) MineNewApproximate (the previous partitions,
+                       new records through them, the old pairs) -> Write...
+    (incremental night, distributed) ReadPreviousCentroids -> MineDistributed(new_ids)
+                       + CarryPairs -> SplitPairs -> Write...
+    (approximate, distributed) WriteCentroids, and (approximate) WritePartitions:
+                       the partitions the next night reuses
     and, in both, the groups and the manifest on the same pairs:
     ReadRecords (ids + metadata, no vectors) -> CheckIdsUnique (before mining starts),
     ReadExactDuplicates, pairs -> BuildGroups -> WriteGroups / WriteKeep / WriteDrop /
