@@ -43,7 +43,9 @@ def print_summary(summary: dict, out=None) -> None:
     m = summary.get("mining", {})
     if m.get("mode"):
         recall = m.get("recall_sampled")
-        lines.append(f"  mining: mode {m['mode']}, sampled recall "
+        scope = f" on {m['recall_scope']}" if m.get("recall_scope") else ""
+        reused = ", previous centroids" if m.get("centroids_reused") else ""
+        lines.append(f"  mining: mode {m['mode']}{reused}, sampled recall{scope} "
                      f"{'n/a' if recall is None else f'{recall:.4f}'}"
                      + (" (BELOW TARGET)" if m.get("recall_below_target") else ""))
     g = summary.get("groups")

@@ -29,3 +29,14 @@ def test_no_report_line_for_a_run_without_one():
     out = io.StringIO()
     print_summary(_summary(), out)
     assert "report" not in out.getvalue()
+
+
+def test_an_approximate_night_says_its_recall_is_on_the_new_records():
+    out = io.StringIO()
+    print_summary(_summary(mining={"mode": "approximate", "recall_sampled": 0.995,
+                                   "recall_scope": "new records", "centroids_reused": True}), out)
+    assert ("  mining: mode approximate, previous centroids, sampled recall on new records "
+            "0.9950") in out.getvalue().splitlines()
+    out = io.StringIO()
+    print_summary(_summary(mining={"mode": "exact", "recall_sampled": 1.0}), out)
+    assert "  mining: mode exact, sampled recall 1.0000" in out.getvalue().splitlines()
