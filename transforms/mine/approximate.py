@@ -344,14 +344,17 @@ def mine_approximate_indexed(
     pairs = keys_to_pairs(keys, found_scores, n)
     del keys
 
-    sizes = np.bincount(probes[:, 0], minlength=nlist)
-    stats: dict[str, Any] = {
-        "mode": "approximate", "n": int(n), "threshold": float(threshold),
-        "nlist": int(nlist), "nprobe": int(nprobe),
-        "partition_size_max": int(sizes.max()) if n else 0,
-        "partition_size_mean": float(sizes.mean()) if n else 0.0,
-        "pairs_found": len(pairs), "pairs_found_raw": raw_count,
-        "centroids_trained_n": index.trained_n, "centroids_trained_fit": index.trained_fit,
-        **recall, **timings,
-    }
+    stats: dict[str, Any] = {"mode": "approximate", **partition_stats(index, threshold, raw_count),
+                             "pairs_found": len(pairs), **recall, **timings}
     return pairs, recall_flag(stats, recall_target), index
+
+
+def partition_stats(index: PartitionIndex, threshold: float, raw_count: int) -> dict[str, Any]:
+    """What `summary.json` says of a search through `index`'s partitions."""
+    n = int(index.probes.shape[0])
+    sizes = np.bincount(index.probes[:, 0], minlength=index.nlist)
+    return {"n": n, "threshold": float(threshold), "nlist": index.nlist, "nprobe": index.nprobe,
+            "partition_size_max": int(sizes.max()) if n else 0,
+            "partition_size_mean": float(sizes.mean()) if n else 0.0,
+            "pairs_found_raw": raw_count, "centroids_trained_n": index.trained_n,
+            "centroids_trained_fit": index.trained_fit}

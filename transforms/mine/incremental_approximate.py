@@ -43,6 +43,7 @@ from transforms.mine.approximate import (
     assign,
     keys_to_pairs,
     mine_approximate_indexed,
+    partition_stats,
     recall_flag,
     search_partitions,
 )
@@ -110,13 +111,9 @@ def mine_new(vectors: np.ndarray, is_new: np.ndarray, index: PartitionIndex, thr
     t = time.perf_counter()
     recall = _recall(vectors, keys, threshold, recall_sample_size, seed=seed,
                      block_size=block_size, rows=np.flatnonzero(is_new))
-    sizes = np.bincount(index.probes[:, 0], minlength=index.nlist)
-    stats = {"n": len(vectors), "threshold": float(threshold), "nlist": index.nlist,
-             "nprobe": index.nprobe, "partition_size_max": int(sizes.max()),
-             "partition_size_mean": float(sizes.mean()), "pairs_found_raw": raw,
-             "centroids_reused": True, "centroids_trained_n": index.trained_n,
-             "centroids_trained_fit": index.trained_fit, "recall_scope": "new records",
-             **recall, "mine_s": mine_s, "recall_s": time.perf_counter() - t}
+    stats = {**partition_stats(index, threshold, raw), "centroids_reused": True,
+             "recall_scope": "new records", **recall, "mine_s": mine_s,
+             "recall_s": time.perf_counter() - t}
     return keys, scores, recall_flag(stats, recall_target)
 
 
