@@ -38,7 +38,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines import __version__, beam_introspection, checks, mine_pipeline, previous_run
+from pipelines import (
+    __version__,
+    beam_introspection,
+    beam_option_views,
+    checks,
+    mine_pipeline,
+    previous_run,
+)
 from pipelines.config import Config
 from pipelines.run_folder import RunFolder
 from transforms import run_checks, schemas
@@ -74,7 +81,10 @@ def resolve_model(config: Config) -> ModelInfo:
         ModelNotFoundError: (a FileNotFoundError) it cannot be loaded; the
             message says why and how to pass a model.
     """
-    from transforms.embed import descriptors
+    from transforms.long_lived import long_lived
+
+    with long_lived():  # Beam's RunInference, torch
+        from transforms.embed import descriptors
 
     name = config.model
     if descriptors.is_descriptor(name):  # reserved names: phash, color-histogram, hog, CNNs
@@ -101,6 +111,7 @@ def default_run_id() -> str:
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     """Beam options from the pass-through flags; never re-reads sys.argv."""
     beam_introspection.install()
+    beam_option_views.install()
     options = PipelineOptions(list(beam_args))
     if not options.view_as(StandardOptions).runner:
         options.view_as(StandardOptions).runner = DEFAULT_RUNNER
