@@ -34,6 +34,7 @@ from pipelines.config import MODES, Config, load_config
 from tools import calibrate, check_backend, compare, evaluate, query
 from tools import diff as nightly_diff
 from tools.report import command as report_command
+from transforms.long_lived import long_lived
 
 log = logging.getLogger("clipdedup")
 
@@ -178,7 +179,8 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
 
 
 def run(argv: list[str] | None = None) -> int:
-    args, beam_args = parse(argv)
+    with long_lived():  # Beam's modules, which the flag check loads
+        args, beam_args = parse(argv)
     _setup_logging(args.quiet_all or getattr(args, "quiet", False))
 
     if args.command == "make-stand-in":
@@ -205,9 +207,10 @@ def run(argv: list[str] | None = None) -> int:
         from tools.demo import run_demo
         return run_demo(args.output, args.data, beam_args)
 
-    from pipelines import alerts
-    from pipelines.jobs import execute
-    from pipelines.summary_text import print_summary
+    with long_lived():
+        from pipelines import alerts
+        from pipelines.jobs import execute
+        from pipelines.summary_text import print_summary
 
     config = config_from_args(args)
     summary = execute(config, beam_args, embed=args.command in ("run", "embed"),
@@ -257,7 +260,9 @@ def exit_code(argv: list[str] | None = None) -> int:
 
 def main() -> None:
     from pipelines.process_exit import exit_process
+    from transforms import long_lived
 
+    long_lived.enable()  # this process is one command: its modules and model stay to the end
     exit_process(exit_code())  # not sys.exit: native teardown can abort a finished run
 
 

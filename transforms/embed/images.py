@@ -99,9 +99,8 @@ class SentenceTransformerImageHandler(PixelsHandler):
                                         else share_across_processes)
 
     def load_model(self):
-        from sentence_transformers import SentenceTransformer
-
         from transforms.embed import backends
+        from transforms.long_lived import long_lived
 
         if self._num_threads:
             import torch
@@ -112,8 +111,11 @@ class SentenceTransformerImageHandler(PixelsHandler):
         if is_remote(path):
             path = copy_model_to_local(path, tempfile.mkdtemp(prefix="clipdedup-model-"))
         log.info("loading model %s on %s (backend %s)", self._model, self._device, self._backend)
-        st_model = SentenceTransformer(path, device=self._device)
-        encoder = backends.load_encoder(st_model, self._backend, self._device)
+        with long_lived():  # sentence-transformers' modules and the model itself
+            from sentence_transformers import SentenceTransformer
+
+            st_model = SentenceTransformer(path, device=self._device)
+            encoder = backends.load_encoder(st_model, self._backend, self._device)
         if encoder is None:
             log.info("%s is not a plain CLIP model: embedding through encode()", self._model)
             return _EncodeFallback(st_model)
