@@ -80,3 +80,53 @@ def test_installed_pipeline_still_runs_state_and_timers(monkeypatch):
         counted = p | beam.Create([("a", 1), ("a", 2), ("b", 3)]) | beam.ParDo(Stateful())
         # per-key state: the second "a" sees the first
         assert_that(counted, equal_to([("a", 1), ("a", 2), ("b", 1)]))
+
+
+def _every_dofn(pipeline: beam.Pipeline) -> list:
+    dofns = []
+
+    class Visitor(beam.pipeline.PipelineVisitor):
+        def visit_transform(self, applied):
+            if isinstance(applied.transform, beam.ParDo):
+                dofns.append(applied.transform.dofn)
+
+    pipeline.visit(Visitor())
+    return dofns
+
+
+class Windowed(beam.DoFn):
+    def process(self, element, window=beam.DoFn.WindowParam):
+        yield element
+
+
+def _module_fn(x, state=beam.DoFn.StateParam(Stateful.COUNT)):
+    return [x]
+
+
+def _decorated(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+def test_the_answer_without_inspection_is_beams_for_every_dofn_of_the_jobs(tmp_path):
+    from pipelines import mine_pipeline
+    from pipelines.config import Config
+
+    config = Config(inputs=[str(tmp_path)])
+    dofns = _every_dofn(mine_pipeline.build_pipeline(config, str(tmp_path / "e"), str(tmp_path),
+                                                     n_records=1))
+    dofns += [Plain(), Stateful(), WithTimer(), Windowed(),
+              beam.Map(lambda x: x).dofn, beam.FlatMap(_module_fn).dofn,
+              beam.FlatMap(_decorated(_module_fn)).dofn, beam.Map(str.strip).dofn,
+              beam.FlatMap(Windowed().process).dofn]
+    assert len(dofns) > 100
+    fast = [d for d in dofns if beam_introspection._has_no_dofn_params(d)]
+    assert len(fast) > len(dofns) // 2  # most of them never reach Beam's inspection
+    for dofn in dofns:
+        assert beam_introspection.get_dofn_specs(dofn) == beam_introspection._original(dofn), dofn
+    for with_params in (Stateful(), WithTimer(), Windowed()):  # Beam's own answer for these
+        assert not beam_introspection._has_no_dofn_params(with_params), with_params
