@@ -1,6 +1,8 @@
 """A full run against an incremental night on the same data, side by side (issue 16).
 
-    python bench/nightly.py                 # 5,000 images + 1 %, ViT-B/32 stand-in; 1M + 10k mining
+    # 5,000 images + 1 %, ViT-B/32 stand-in; then 1M + 10k mining, approximate
+    python bench/nightly.py --scratch-mode approximate
+    python bench/nightly.py --skip-runs --n-existing 200000 --n-new 2000   # exact mining
     python bench/nightly.py --images 200 --model-size tiny --n-existing 20000 --n-new 200 --dim 64
     make bench-nightly
 
