@@ -10,6 +10,7 @@
 
 Shared by all stages: `records.py` (the elements and error rows),
 `schemas.py` (every table's Arrow schema), `write.py` (Parquet part files),
-`parquet_open.py`, `metrics.py`. Publishing a run folder (8) is the
+`parquet_open.py`, `metrics.py`, `long_lived.py` (imports and the model kept
+out of garbage collections in the `clipdedup` process). Publishing a run folder (8) is the
 launcher's, in `pipelines/run_folder.py`.
 """
