@@ -43,6 +43,7 @@ from pipelines import (
     beam_introspection,
     beam_option_views,
     checks,
+    local_runner,
     mine_pipeline,
     previous_run,
 )
@@ -60,7 +61,7 @@ from transforms.embed.model_files import (
 
 log = logging.getLogger("clipdedup")
 
-DEFAULT_RUNNER = "DirectRunner"
+DEFAULT_RUNNER = local_runner.NAME  # Beam's DirectRunner engine, without its Prism attempt
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 A finished run's process still holds native thread pools and objects:
 pyarrow's CPU and I/O pools (C++ `std::thread`s) and readers, grpc's event
-engine and the loopback worker-pool server that Beam's DirectRunner starts
-for a Prism attempt and leaves running when Prism cannot start (offline),
+engine and (with `--runner DirectRunner`) the loopback worker-pool server
+that Beam's DirectRunner starts for a Prism attempt and leaves running when
+Prism cannot start (offline),
 torch's OpenMP team, OpenBLAS servers, tokenizers' rayon pool. The
 interpreter's shutdown frees the last Python objects while these libraries'
 static state is being torn down, and now and then a finished `make demo`

@@ -8,7 +8,7 @@ members, Parquet rows, image files), stops at the file's last wanted record,
 and emits one `THUMBNAILS_SCHEMA` row per wanted record: a small JPEG for the
 page, a greyscale PNG for SSIM, the image's upright size, or a `note` saying
 why there is no picture. Because it is an ordinary Beam step over storage
-paths it runs wherever the run ran (DirectRunner, Dataflow).
+paths it runs wherever the run ran (the local runner, Dataflow).
 
 What can fail: a file that is gone, or is no longer a regular file, since
 the run, a record no longer in its file, or bytes that do not decode give a

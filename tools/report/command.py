@@ -5,7 +5,7 @@
 
 The bands, pairs per band and seed default to the run's own config (its
 `summary.json`); the thumbnails job runs on the runner the Beam flags name
-(default the local DirectRunner).
+(default the local FnApiRunner, `pipelines/local_runner.py`).
 """
 
 from __future__ import annotations
