@@ -3,9 +3,9 @@
 A run imports Beam, torch, transformers and sentence-transformers (millions
 of objects: modules, functions, classes) and loads a model. Each full
 collection walks every one of them, and the imports themselves trigger full
-collections as the heap grows: in a one-image run they took about 1.5 s
-of a 10.5 s run (docs/nightly.md, "The fixed cost of a run"), and none of them
-can free anything, since modules stay loaded.
+collections as the heap grows, none of which can free anything, since
+modules stay loaded: a large part of a small run's fixed cost
+(docs/nightly.md, "The fixed cost of a run").
 
 `long_lived()` wraps such a block: no automatic collection inside it, then
 one collection of what the block left behind (so no garbage is kept), then
