@@ -11,6 +11,12 @@ the way: the FnApiRunner, given the pipeline's options as the DirectRunner
 gives them (`--direct_num_workers` and `--direct_running_mode` work as
 before). A `--runner DirectRunner` named on the command line keeps Beam's
 own behaviour.
+
+The DirectRunner picks its bundle-based runner instead of the FnApiRunner
+for what the FnApiRunner cannot run (streaming, some combines with side
+inputs); for each of clipdedup's jobs it picks the FnApiRunner
+(tests/pipelines/test_local_runner.py asks it), so they run on the same
+engine as before.
 """
 
 from __future__ import annotations

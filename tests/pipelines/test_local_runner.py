@@ -48,3 +48,42 @@ def test_a_failing_step_fails_the_run():
 
 def test_workers_in_other_processes_get_the_options():
     _run(["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"])
+
+
+def test_the_direct_runner_would_run_every_job_on_the_fnapi_runner(tmp_path, monkeypatch,
+                                                                   prism_calls):
+    """The DirectRunner picks its bundle-based runner for what the FnApiRunner cannot
+    run; asked with Beam's own logic, it picks the FnApiRunner for every job, so
+    LocalRunner runs them where the DirectRunner would."""
+    from apache_beam.runners.direct.direct_runner import (
+        BundleBasedDirectRunner,
+        SwitchingDirectRunner,
+    )
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    from pipelines import diff_pipeline, embed_pipeline, mine_pipeline
+    from pipelines.config import Config
+
+    picked = []
+    monkeypatch.setattr(fn_runner.FnApiRunner, "run_pipeline",
+                        lambda self, pipeline, options: picked.append("fnapi"))
+    monkeypatch.setattr(BundleBasedDirectRunner, "run_pipeline",
+                        lambda self, pipeline, options: picked.append("bundle-based"))
+    config = Config(inputs=[str(tmp_path)])
+    graphs = [embed_pipeline.build_pipeline(config, str(tmp_path / "s"), 512),
+              mine_pipeline.build_pipeline(config, str(tmp_path / "e"), str(tmp_path / "s"),
+                                           n_records=1),
+              mine_pipeline.build_pipeline(config, str(tmp_path / "e"), str(tmp_path / "s"),
+                                           n_records=10**8),
+              diff_pipeline.build_pipeline(str(tmp_path / "a"), str(tmp_path / "b"),
+                                           str(tmp_path / "d"))]
+    for graph in graphs:
+        SwitchingDirectRunner().run_pipeline(graph, graph._options)
+    assert picked == ["fnapi"] * len(graphs)
+
+    from apache_beam.testing.test_stream import TestStream
+
+    streaming = beam.Pipeline(options=jobs.pipeline_options(["--streaming"]))
+    _ = streaming | TestStream().add_elements([1]) | beam.Map(lambda x: x)
+    SwitchingDirectRunner().run_pipeline(streaming, streaming._options)
+    assert picked[-1] == "bundle-based"  # the check can tell the engines apart
