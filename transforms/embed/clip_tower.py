@@ -16,13 +16,13 @@ docs/throughput.md has what each rewrite saves.
 
 Folding rewrites the vision MLPs in place and keeps each module's output
 (`mlp(x)` is unchanged up to float rounding, checked layer by layer on a
-probe; a layer that disagrees is put back), so `SentenceTransformer.encode`
-on the same model still gives the same vectors. Each scaled weight is a new
-tensor that replaces the loaded one in its `Parameter`: the loaded weights
-are memory-mapped from the safetensors file, and writing into them in place
-copies them 4 KB page by page, several times slower than reading them into
-a new tensor (docs/nightly.md, "The fixed cost of a run"). The loaded tensor
-is released, so the model still holds one copy. Every backend runs this
+probe; a layer that disagrees is put back). The weights are scaled where
+they lie, so the model takes no extra memory, and `SentenceTransformer.encode`
+on the same model still gives the same vectors. Their pages are made
+writable in one system call first (`allocator.prefault_for_writing`): the
+loaded weights are memory-mapped from the safetensors file, and the first
+write to each 4 KB page would otherwise fault on its own (docs/nightly.md,
+"The fixed cost of a run"). Every backend runs this
 module: torch directly, torch-int8 after quantising its Linear layers,
 onnx-int8 as its ONNX export. `image_tower` checks the module against the
 stock forward on a probe batch and falls back to the stock forward, with a
@@ -65,14 +65,17 @@ def _probe(shape: tuple[int, ...], like):
 
 
 def _scale_mlp(mlp, factor: float) -> None:
-    """fc1 (weight and bias) times `factor`, fc2's weight divided by it (new
-    tensors in the same Parameters; see the module docstring)."""
+    """fc1 (weight and bias) times `factor`, fc2's weight divided by it, in place."""
     import torch
 
+    from transforms.embed.allocator import prefault_for_writing
+
     with torch.no_grad():
-        for parameter, scale in ((mlp.fc1.weight, factor), (mlp.fc1.bias, factor),
-                                 (mlp.fc2.weight, 1 / factor)):
-            parameter.data = parameter.data * scale
+        for parameter in (mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight):
+            prefault_for_writing(parameter)
+        mlp.fc1.weight.mul_(factor)
+        mlp.fc1.bias.mul_(factor)
+        mlp.fc2.weight.div_(factor)
 
 
 def fold_quick_gelu(clip) -> int:
@@ -90,7 +93,7 @@ def fold_quick_gelu(clip) -> int:
         activation = mlp.activation_fn
         with torch.inference_mode():
             expected = mlp(probe)
-        _scale_mlp(mlp, QUICK_GELU)
+        _scale_mlp(mlp, QUICK_GELU)  # in place: no second copy of the weights
         mlp.activation_fn = torch.nn.SiLU()
         with torch.inference_mode():
             got = mlp(probe)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
+
+from transforms.embed import allocator
 
 # Runs in a child: the settings are process-wide. Prints the minor page
 # faults of five 10 MB allocate-touch-free rounds after one warm-up round.
@@ -45,3 +48,34 @@ def test_freed_blocks_are_reused_without_page_faults():
         pytest.skip("not glibc")
     assert _faults("mmap") > 5 * 2000  # 10 MB is 2560 pages: the probe sees the faults
     assert _faults("keep") < 100
+
+
+def _private_mapping(path, values):
+    import numpy as np
+    import torch
+
+    np.asarray(values, dtype=np.float32).tofile(path)
+    return torch.from_file(str(path), shared=False, size=len(values), dtype=torch.float32)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MADV_POPULATE_WRITE is Linux's")
+def test_prefaulted_weights_keep_their_values_and_their_file(tmp_path):
+    import torch
+
+    values = [float(i) for i in range(100_000)]
+    weights = _private_mapping(tmp_path / "w.bin", values)
+    made = allocator.prefault_for_writing(weights)
+    release = tuple(int(part) for part in os.uname().release.split(".")[:2])
+    assert made or release < (5, 14)  # older kernels: nothing done, nothing lost
+    assert weights.tolist() == values
+    weights.mul_(2)
+    assert weights[12_345].item() == 24_690.0
+    assert _private_mapping(tmp_path / "again.bin", values).tolist() == values
+    assert torch.from_file(str(tmp_path / "w.bin"), size=len(values)).tolist() == values
+
+
+def test_nothing_is_done_where_there_is_no_cpu_memory():
+    import torch
+
+    assert not allocator.prefault_for_writing(torch.empty(0))
+    assert not allocator.prefault_for_writing(torch.empty(10, device="meta"))
