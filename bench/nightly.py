@@ -268,6 +268,17 @@ def _with_new(keys: np.ndarray, is_new: np.ndarray, n: int) -> np.ndarray:
     return keys[is_new[keys // n] | is_new[keys % n]]
 
 
+def _kernels() -> str:
+    """The BLAS kernels numpy and faiss run on: the ratio of an approximate night to a
+    scratch run depends on them (docs/nightly.md, "On another CPU the target is missed")."""
+    import faiss  # noqa: F401 - loads its BLAS, so that threadpoolctl lists it
+    from threadpoolctl import threadpool_info
+
+    kernels = sorted({f"{i.get('internal_api')} {i.get('architecture')}"
+                      for i in threadpool_info() if i.get("user_api") == "blas"})
+    return "BLAS: " + ", ".join(kernels)
+
+
 def bench_mining(args) -> None:
     """Tonight's mining, the pipeline's own functions, against mining everything from
     scratch (`mine_pairs`, --scratch-mode).
@@ -287,7 +298,7 @@ def bench_mining(args) -> None:
     x, is_new = _mining_data(args)
     n, n_old, t = len(x), args.n_existing, args.threshold
     print(f"\nmining: {n_old} existing + {args.n_new} new, dim {args.dim}, threshold {t}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"load average {os.getloadavg()[0]:.1f}; {_kernels()}")
     if args.scratch_mode == "approximate":
         _bench_approximate(args, x, is_new)
         return
