@@ -58,6 +58,7 @@ from transforms.embed.model_files import (
     is_remote,
     is_stand_in,
 )
+from transforms.long_lived import long_lived
 
 log = logging.getLogger("clipdedup")
 
@@ -82,8 +83,6 @@ def resolve_model(config: Config) -> ModelInfo:
         ModelNotFoundError: (a FileNotFoundError) it cannot be loaded; the
             message says why and how to pass a model.
     """
-    from transforms.long_lived import long_lived
-
     with long_lived():  # Beam's RunInference, torch
         from transforms.embed import descriptors
 
