@@ -39,7 +39,9 @@ log = logging.getLogger("clipdedup")
 CHANGES = "changes"
 COUNTS = "_diff_counts"
 SUMMARY, SUCCESS = "summary.json", "_SUCCESS"
-MANIFEST_TABLES = ("keep", "drop", "duplicates", "near_duplicates")
+PAIR_TABLES = ("duplicates", "near_duplicates")
+MANIFEST_TABLES = ("keep", "drop") + PAIR_TABLES
+PAIRS_PER_BUCKET = 1_000_000  # about 100 MB of ids on the worker that compares a bucket
 DEFAULT_IN_PROCESS_MAX_ROWS = 1_000_000  # config: diff_in_process_max_rows
 
 
@@ -66,17 +68,20 @@ def _statuses(p: beam.Pipeline, folder: str, label: str):
 
 
 def build_pipeline(before: str, after: str, workdir: str,
-                   options: PipelineOptions | None = None) -> beam.Pipeline:
-    """The unrun diff job: `workdir/changes/part-*.parquet` and `workdir/_diff_counts.json`."""
+                   options: PipelineOptions | None = None, pair_buckets: int = 1) -> beam.Pipeline:
+    """The unrun diff job: `workdir/changes/part-*.parquet` and `workdir/_diff_counts.json`;
+    the pairs are compared in `pair_buckets` buckets (`transforms.diff.pair_buckets`)."""
     p = beam.Pipeline(options=options or PipelineOptions([]))
     records = ({"before": _statuses(p, before, "Before"), "after": _statuses(p, after, "After")}
                | "DiffRecords" >> diff.DiffRecords())
     _ = records["changes"] | "WriteChanges" >> beam.io.WriteToParquet(
         FileSystems.join(workdir, CHANGES, PART_PREFIX), schema=schemas.CHANGES_SCHEMA,
         file_name_suffix=SUFFIX)
-    pairs = ({label.lower(): p | f"{label}Pairs" >> diff.ReadPairs(
-                _table(folder, "duplicates"), _table(folder, "near_duplicates"))
-              for label, folder in (("Before", before), ("After", after))}
+    pairs = ([p | f"{label}Pairs" >> diff.ReadPairs(
+                _table(folder, "duplicates"), _table(folder, "near_duplicates"),
+                label.lower(), pair_buckets)
+              for label, folder in (("Before", before), ("After", after))]
+             | "BothPairs" >> beam.Flatten()
              | "DiffPairs" >> diff.DiffPairs())
     _ = ((records["facts"], pairs)
          | "AllFacts" >> beam.Flatten()
@@ -88,14 +93,21 @@ def build_pipeline(before: str, after: str, workdir: str,
     return p
 
 
-def table_rows(folder: str) -> int:
+def table_rows(folder: str, names: tuple[str, ...] = MANIFEST_TABLES + ("errors",)) -> int:
     """Rows of the tables a diff reads in one run folder, from their footers."""
     rows = 0
-    for name in MANIFEST_TABLES + ("errors",):
+    for name in names:
         path = _table(folder, name)
         if name != "errors" or FileSystems.exists(path):
             rows += parquet_footer(path).num_rows
     return rows
+
+
+def pair_buckets(*folders: str) -> int:
+    """How many buckets the diff job compares the runs' pairs in: one per
+    `PAIRS_PER_BUCKET` pair rows, so a worker holds about that many."""
+    rows = sum(table_rows(folder, PAIR_TABLES) for folder in folders)
+    return max(1, -(-rows // PAIRS_PER_BUCKET))
 
 
 def _read(path: str, columns: list[str]):
@@ -119,13 +131,10 @@ def _statuses_in_process(folder: str) -> dict[str, list]:
     return out
 
 
-def _pairs_in_process(folder: str) -> dict[tuple[str, str], list[str]]:
-    out: dict[tuple[str, str], list[str]] = {}
-    for kind, name in (("duplicate", "duplicates"), ("near_duplicate", "near_duplicates")):
-        for batch in _read(_table(folder, name), ["record_id_a", "record_id_b"]):
-            for ab, k in diff.pair_keys(batch, kind):
-                out.setdefault(ab, []).append(k)
-    return out
+def _pair_rows_in_process(folder: str, side: str) -> list[pa.Table]:
+    return [diff.pair_rows(batch, kind, side)
+            for kind, name in zip(diff.PAIR_KINDS, PAIR_TABLES)
+            for batch in _read(_table(folder, name), ["record_id_a", "record_id_b"])]
 
 
 def diff_in_process(before: str, after: str) -> tuple[dict, list[dict]]:
@@ -151,11 +160,9 @@ def diff_in_process(before: str, after: str) -> tuple[dict, list[dict]]:
     for keeper, counts in groups.items():
         for name, n in diff.new_with_old((keeper, diff.sum_pairs(counts))):
             add(name, n)
-    pairs = (_pairs_in_process(before), _pairs_in_process(after))
-    for ab in set(pairs[0]) | set(pairs[1]):
-        for name, n in diff.pair_facts((ab, {"before": pairs[0].get(ab, []),
-                                              "after": pairs[1].get(ab, [])})):
-            add(name, n)
+    for name, n in diff.pair_facts(_pair_rows_in_process(before, diff.BEFORE)
+                                   + _pair_rows_in_process(after, diff.AFTER)):
+        add(name, n)
     return diff.as_counts(list(facts.items())), rows
 
 
@@ -244,7 +251,8 @@ def diff_runs(before: str, after: str, options: PipelineOptions | None = None, *
         workdir = (FileSystems.join(FileSystems.split(changes)[0], f"_diff-{uuid.uuid4().hex[:12]}")
                    if changes else tempfile.mkdtemp(prefix="clipdedup-diff-"))
     try:
-        result = build_pipeline(before, after, workdir, options).run()
+        result = build_pipeline(before, after, workdir, options,
+                                pair_buckets(before, after)).run()
         result.wait_until_finish()
         with FileSystems.open(FileSystems.join(workdir, COUNTS + ".json")) as f:
             counts = json.loads(f.read().decode())

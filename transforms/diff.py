@@ -2,19 +2,24 @@
 
     keep / drop / errors tables of both runs -> ReadStatuses -> DiffRecords
         -> changes rows (one per record whose status changed) and count facts
-    duplicates / near_duplicates of both runs -> ReadPairs -> DiffPairs -> count facts
+    duplicates / near_duplicates of both runs -> ReadPairs (Arrow tables, by bucket)
+        -> DiffPairs -> count facts
     facts -> CountFacts -> one dict
 
 A record's status in a run is `kept` (keep table), `dropped` (drop table) or
 `error` (errors table, by record_id; whole-file failures have none and are
 counted by the run's summary instead). Records are matched by `record_id`,
 which is a hash of where the record was found (`transforms.records`), so the
-same file member has the same id every night. Every join is a CoGroupByKey on
-the engine: no worker holds more than one record's (or one pair's, or one
-group's counts) rows, so two runs of any size can be compared. The
-per-element functions (`statuses_of`, `classify`, `new_with_old`,
-`pair_keys`, `pair_facts`, `as_counts`) are public: the launcher runs them
-itself for small runs (`pipelines.diff_pipeline.diff_in_process`).
+same file member has the same id every night. Records are joined with a
+CoGroupByKey on the engine: no worker holds more than one record's (or one
+group's counts) rows. Pairs, which a dense cluster makes millions of, move
+as Arrow tables: each is sent to a bucket by a hash of its two ids, and one
+bucket of both runs' pairs is compared on one worker with one columnar
+aggregation (`pair_facts`), so no Python object is made per pair and a
+worker holds one bucket. So two runs of any size can be compared. The
+functions (`statuses_of`, `classify`, `new_with_old`, `pair_rows`,
+`pair_facts`, `as_counts`) are public: the launcher runs them itself for
+small runs (`pipelines.diff_pipeline.diff_in_process`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from transforms.string_hash import mix, string_hashes
 
 KEPT, DROPPED, ERROR = "kept", "dropped", "error"
 NEW, REMOVED = "new", "removed"
@@ -168,50 +178,99 @@ class DiffRecords(beam.PTransform):
         return {"changes": out.changes, "facts": facts}
 
 
-def pair_keys(batch, kind: str) -> Iterator[tuple[tuple[str, str], str]]:
-    for a, b in zip(batch.column("record_id_a").to_pylist(), batch.column("record_id_b").to_pylist()):
-        yield ((a, b) if a < b else (b, a)), kind
+PAIR_KINDS = ("duplicate", "near_duplicate")  # a pair in both tables of a run counts as the first
+BEFORE, AFTER = "before", "after"
+
+
+def pair_rows(batch, kind: str, side: str) -> pa.Table:
+    """A batch of one run's duplicates or near_duplicates -> `lo`, `hi` (its ids, lo < hi),
+    and the pair's kind code (its index in `PAIR_KINDS`) in the `before` or `after` column
+    (the other column null)."""
+    a, b = (batch.column(name).cast(pa.large_string()) for name in ("record_id_a", "record_id_b"))
+    swap = pc.greater(a, b)
+    n = batch.num_rows
+    code = pa.array(np.full(n, PAIR_KINDS.index(kind), np.int8))
+    missing = pa.nulls(n, pa.int8())
+    return pa.table({"lo": pc.if_else(swap, b, a), "hi": pc.if_else(swap, a, b),
+                     BEFORE: code if side == BEFORE else missing,
+                     AFTER: code if side == AFTER else missing})
+
+
+def pair_buckets(rows: pa.Table, buckets: int) -> Iterator[tuple[int, pa.Table]]:
+    """`pair_rows` -> `(bucket, its rows)`; a pair's bucket depends on its ids only, so the
+    two runs' rows of one pair meet in one bucket. Each table is a copy, not a slice (a
+    pickled slice carries its whole buffers)."""
+    if buckets <= 1:
+        yield 0, rows
+        return
+    h = mix(string_hashes(rows.column("lo")) ^ mix(string_hashes(rows.column("hi"))))
+    bucket = (h % np.uint64(buckets)).astype(np.int64)
+    order = np.argsort(bucket, kind="stable")
+    sizes = np.bincount(bucket, minlength=buckets)
+    ends = np.cumsum(sizes)
+    for k in np.flatnonzero(sizes):
+        yield int(k), rows.take(pa.array(order[ends[k] - sizes[k]:ends[k]]))
+
+
+def pair_facts(tables: Iterable[pa.Table]) -> Iterator[tuple[str, int]]:
+    """`pair_rows` tables of both runs, holding every row of the pairs they name ->
+    `(name, n)` facts: pairs before / after, new, vanished, changed kind
+    (duplicate <-> near_duplicate). Columnar: one hash aggregation, no object per pair."""
+    tables = list(tables)
+    if not tables:
+        tables = [pair_rows(pa.table({"record_id_a": [], "record_id_b": []}), PAIR_KINDS[0],
+                            BEFORE)]
+    rows = pa.concat_tables(tables)
+    per_pair = rows.group_by(["lo", "hi"]).aggregate([(BEFORE, "min"), (AFTER, "min")])
+    before, after = per_pair.column(f"{BEFORE}_min"), per_pair.column(f"{AFTER}_min")
+    had, has = pc.is_valid(before), pc.is_valid(after)
+
+    def count(mask) -> int:
+        return int(pc.sum(mask).as_py() or 0)
+
+    yield "pairs_before", count(had)
+    yield "pairs_after", count(has)
+    yield "pairs_new", count(pc.invert(had))
+    yield "pairs_vanished", count(pc.invert(has))
+    yield "pairs_changed_kind", count(pc.and_(pc.and_(had, has), pc.not_equal(before, after)))
+
+
+def _bucketed(batch, kind: str, side: str, buckets: int):
+    return pair_buckets(pair_rows(batch, kind, side), buckets)
 
 
 class ReadPairs(beam.PTransform):
-    """A run's duplicates / near_duplicates tables -> `((id_a, id_b), kind)`, a < b."""
+    """A run's duplicates / near_duplicates tables -> `(bucket, pair_rows table)`.
 
-    def __init__(self, duplicates: str, near_duplicates: str):
+    Args:
+        side: `before` or `after`: which run of the diff this is.
+        buckets: how many buckets the pairs are spread over (`pair_buckets`); each
+            bucket is compared on one worker, so this bounds a worker's memory.
+    """
+
+    def __init__(self, duplicates: str, near_duplicates: str, side: str, buckets: int):
         super().__init__()
-        self._tables = (("duplicate", duplicates), ("near_duplicate", near_duplicates))
+        self._tables = tuple(zip(PAIR_KINDS, (duplicates, near_duplicates)))
+        self._side, self._buckets = side, max(1, int(buckets))
 
     def expand(self, pbegin):
         reads = [pbegin
                  | f"Read{kind.title().replace('_', '')}s" >> beam.io.ReadFromParquetBatched(
                      path, columns=["record_id_a", "record_id_b"], validate=False)
-                 | f"{kind.title().replace('_', '')}Keys" >> beam.FlatMap(pair_keys, kind)
+                 | f"{kind.title().replace('_', '')}Rows" >> beam.FlatMap(
+                     _bucketed, kind, self._side, self._buckets)
                  for kind, path in self._tables]
         return reads | "AllPairs" >> beam.Flatten()
 
 
-def pair_facts(element) -> Iterator[tuple[str, int]]:
-    _, g = element
-    before, after = min(g["before"], default=None), min(g["after"], default=None)
-    if before is not None:
-        yield "pairs_before", 1
-    if after is not None:
-        yield "pairs_after", 1
-    if before is None:
-        yield "pairs_new", 1
-    elif after is None:
-        yield "pairs_vanished", 1
-    elif before != after:
-        yield "pairs_changed_kind", 1
-
-
 class DiffPairs(beam.PTransform):
-    """`{"before": ((a, b), kind), "after": ...}` -> `(name, n)` facts: pairs before / after,
-    new, vanished, changed kind (duplicate <-> near_duplicate)."""
+    """`(bucket, pair_rows table)` of both runs -> `(name, n)` facts (`pair_facts`), one
+    bucket at a time."""
 
-    def expand(self, inputs: dict):
-        return (inputs
-                | "ByPair" >> beam.CoGroupByKey()
-                | "PairFacts" >> beam.FlatMap(pair_facts))
+    def expand(self, pairs):
+        return (pairs
+                | "ByBucket" >> beam.GroupByKey()
+                | "PairFacts" >> beam.FlatMapTuple(lambda _bucket, tables: pair_facts(tables)))
 
 
 def as_counts(totals: list[tuple[str, int]]) -> dict:
