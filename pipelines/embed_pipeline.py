@@ -9,7 +9,9 @@
     shard, error, embedding, copy and skipped rows -> SummarizeRun -> WriteRunTotals
     (incremental night) SplitUnchangedFiles before IndexRecords; the previous run's
     rows of unchanged files join the records, errors and shards; ReuseEmbeddings
-    (by sha256) replaces SkipByteCopies with OnlyUnseenContent (docs/nightly.md)
+    (by sha256, no vectors) replaces SkipByteCopies with OnlyUnseenContent;
+    CarryVectors copies the reused rows' vectors from the previous part files
+    (docs/nightly.md)
 
 Files are read twice: a cheap index pass (hashing, no bytes kept) finds byte
 copies, so the embedding pass decodes and embeds each distinct image once
@@ -33,9 +35,17 @@ from transforms.byte_copies import (
     SkipByteCopies,
 )
 from transforms.decode import DecodeImages
+from transforms.embed.carried import CarryVectors
 from transforms.embed.descriptors import DescriptorHandler
 from transforms.embed.images import EmbedImages, SentenceTransformerImageHandler
-from transforms.embed.reuse import INCREMENTAL, NEW, NOT_CARRIED, TO_EMBED, ReuseEmbeddings
+from transforms.embed.reuse import (
+    INCREMENTAL,
+    NEW,
+    NOT_CARRIED,
+    RENAMED,
+    TO_EMBED,
+    ReuseEmbeddings,
+)
 from transforms.read.files import FindChangedFiles, ListInputs, ReadRecords
 from transforms.read.unchanged import (
     CARRIED_SHARDS,
@@ -47,17 +57,22 @@ from transforms.read.unchanged import (
     embedded_record,
 )
 from transforms.run_checks import SummarizeRun, WriteRunTotals
-from transforms.write import WriteTable
+from transforms.write import WriteTable, table_dir
 
 EMBEDDINGS, ERRORS, SHARDS, EXACT_DUPLICATES, SKIPPED = (
     "embeddings", "errors", "shards", "exact_duplicates", "skipped")
 
 
-def _previous_table(p: beam.Pipeline, previous: str, table: str, label: str):
+def _previous_pattern(previous: str, table: str) -> str:
+    return (FileSystems.join(previous, table, "*.parquet") if table == EMBEDDINGS
+            else FileSystems.join(previous, table + ".parquet"))
+
+
+def _previous_table(p: beam.Pipeline, previous: str, table: str, label: str,
+                    columns: list[str] | None = None):
     """Rows of a table of the previous run (read-only), on the engine."""
-    pattern = (FileSystems.join(previous, table, "*.parquet") if table == EMBEDDINGS
-               else FileSystems.join(previous, table + ".parquet"))
-    return p | label >> beam.io.ReadFromParquet(pattern, validate=False)
+    return p | label >> beam.io.ReadFromParquet(_previous_pattern(previous, table),
+                                                columns=columns, validate=False)
 
 
 def _carry_forward(p: beam.Pipeline, previous: str, files):
@@ -66,7 +81,9 @@ def _carry_forward(p: beam.Pipeline, previous: str, files):
     split = files | "SplitUnchangedFiles" >> SplitUnchangedFiles(
         _previous_table(p, previous, SHARDS, "ReadPreviousShards"))
     unchanged = split[UNCHANGED]
-    embedded = _previous_table(p, previous, EMBEDDINGS, "ReadPreviousEmbeddings")
+    # Without the vectors: they stay in the previous part files until CarryVectors.
+    embedded = _previous_table(p, previous, EMBEDDINGS, "ReadPreviousEmbeddings",
+                               [f.name for f in schemas.EMBEDDING_METADATA_FIELDS])
     records = (
         (embedded
          | "EmbeddedOfUnchanged" >> RowsOfUnchangedFiles(unchanged)
@@ -152,8 +169,14 @@ def build_pipeline(config: Config, staging: str, embedding_dim: int,
         handler, config.model)
 
     shards = config.num_output_shards
+    schema = schemas.embeddings_schema(embedding_dim, phash=True)
+    _ = embeddings | "WriteEmbeddings" >> WriteTable(staging, EMBEDDINGS, schema, shards)
     read_errors, shard_rows = index.errors, index.shards
     if carried:
+        _ = ({"not_carried": reused[NOT_CARRIED], "renamed": reused[RENAMED]}
+             | "CarryVectors" >> CarryVectors(_previous_pattern(previous, EMBEDDINGS),
+                                              table_dir(staging, EMBEDDINGS), schema))
+        # the summary counts and checks the reused rows, read without their vectors
         embeddings = (embeddings, reused["embeddings"]) | "AllEmbeddings" >> beam.Flatten()
         read_errors = (read_errors, carried["errors"]) | "ReadAndCarriedErrors" >> beam.Flatten()
         shard_rows = (shard_rows, carried["shards"]) | "AllShards" >> beam.Flatten()
@@ -162,8 +185,6 @@ def build_pipeline(config: Config, staging: str, embedding_dim: int,
                  | f"{label}Rows" >> beam.Map(lambda rid: {"record_id": rid})
                  | label >> WriteTable(FileSystems.join(staging, INCREMENTAL), tag,
                                      schemas.RECORD_IDS_SCHEMA, 1))
-    _ = embeddings | "WriteEmbeddings" >> WriteTable(
-        staging, EMBEDDINGS, schemas.embeddings_schema(embedding_dim, phash=True), shards)
     failures = (decoded.errors, embed_errors) | "RecordFailures" >> beam.Flatten()
     settled = exact_pairs | "SettleCopiesOfFailures" >> SettleCopiesOfFailures(failures)
     _ = settled.pairs | "WriteExactDuplicates" >> WriteTable(

@@ -294,7 +294,7 @@ def test_incremental_graphs_translate_for_dataflow(tmp_path):
     proto, _ = _dry_run(embed_pipeline.build_pipeline(_config(), STAGING, 512, options,
                                                       previous=previous))
     assert {"SplitUnchangedFiles", "ReadPreviousEmbeddings", "ReuseEmbeddings",
-            "OnlyUnseenContent", "WriteNewIds", "WriteNotCarriedIds"} <= _labels(proto)
+            "OnlyUnseenContent", "WriteNewIds", "WriteNotCarriedIds", "CarryVectors"} <= _labels(proto)
     ids = str(tmp_path / "ids.parquet")  # the embed job's id tables
     pq.write_table(RECORD_IDS_SCHEMA.empty_table(), ids)
     pipeline = mine_pipeline.build_pipeline(
