@@ -11,7 +11,7 @@ launcher, each timed; the pair counts are checked against Python sets.
     python bench/diff.py                       # 5,000-clique: 12.5M pairs a run
     python bench/diff.py --cluster 1000        # smoke: 0.5M pairs a run
 
-Results: docs/nightly.md ("The dense case").
+Results: docs/nightly.md ("The diff is a Beam job").
 """
 
 from __future__ import annotations
