@@ -9,7 +9,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
 .PHONY: install demo test test-all bench bench-embed bench-int8 bench-mine bench-query bench-nightly lint clean run-dataflow
-.PHONY: report-screenshot bench-quality
+.PHONY: report-screenshot bench-quality bench-diff bench-carry
 
 install: $(STAMP)
 
@@ -61,6 +61,14 @@ report-screenshot: install
 # exact at 1M from scratch takes about an hour here (bench/nightly.py --help).
 bench-nightly: install
 	$(PY) bench/nightly.py --scratch-mode approximate
+
+# A night's diff of two runs around a dense cluster (12.5M pairs each), and a
+# night's embed job carrying 200k records with nothing new.
+bench-diff: install
+	$(PY) bench/diff.py
+
+bench-carry: install
+	$(PY) bench/carry.py
 
 # The whole job on Google Cloud Dataflow: inputs and outputs on gs://.
 # Optional: INPUT, OUTPUT, MODEL (hub name or gs:// folder), IMAGE (a worker

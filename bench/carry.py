@@ -6,8 +6,8 @@ shards table with each file's size and modification time, empty errors and
 byte-copy tables), and the embed job of a night over the same files
 (`embed_pipeline.build_pipeline(previous=...)`, the `color-histogram`
 descriptor, so that no model is loaded: nothing reaches it) runs in a
-process of its own, `--repeats` times. Wall time and peak RSS of that
-process are printed, and the rows of tonight's embeddings table are checked
+process of its own, `--repeats` times. The job's wall time and the
+process's peak RSS (`VmHWM`) are printed, and the rows of tonight's embeddings table are checked
 against the planted ones (ids and vectors).
 
 `--trees A B` runs the same night with the code of other checkouts too,
@@ -32,6 +32,19 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the child process runs the code of the checkout it is started in (--trees)
 sys.path.insert(0, os.getcwd() if "--night" in sys.argv else ROOT)
+
+
+PREFIX = "RESULT "
+
+
+def _peak_mb() -> float:
+    """This process's own peak RSS (VmHWM): a forked child's `ru_maxrss` may count its
+    parent's pages."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def plant(folder: str, records: int, files: int, dim: int) -> tuple[str, str]:
@@ -129,7 +142,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.night:
         pattern, previous, staging, dim = args.night
+        started = time.perf_counter()
         night(pattern, previous, staging, int(dim))
+        print(PREFIX + json.dumps({"wall": time.perf_counter() - started, "peak_mb": _peak_mb()}))
         return
 
     work = args.work or tempfile.mkdtemp(prefix="clipdedup-bench-carry-")
@@ -144,16 +159,14 @@ def main() -> None:
             staging = os.path.join(work, f"staging-{len(results[tree])}-{abs(hash(tree))}")
             command = [sys.executable, os.path.abspath(__file__), "--night", pattern, previous,
                        staging, str(args.dim)]
-            started = time.perf_counter()
-            out = subprocess.run(["/usr/bin/time", "-f", "%M"] + command, cwd=tree,
-                                 capture_output=True, text=True)
-            wall = time.perf_counter() - started
-            if out.returncode:
+            out = subprocess.run(command, cwd=tree, capture_output=True, text=True)
+            lines = [line for line in out.stdout.splitlines() if line.startswith(PREFIX)]
+            if out.returncode or not lines:
                 sys.exit(f"{tree}: the night failed:\n{out.stderr[-3000:]}")
-            peak_mb = int(out.stderr.strip().splitlines()[-1]) / 1024
-            results[tree].append(wall)
-            print(f"  {tree}: {wall:7.1f} s, peak {peak_mb:,.0f} MB; {_check(previous, staging)}",
-                  flush=True)
+            child = json.loads(lines[-1][len(PREFIX):])
+            results[tree].append(child["wall"])
+            print(f"  {tree}: {child['wall']:7.1f} s, peak {child['peak_mb']:,.0f} MB; "
+                  f"{_check(previous, staging)}", flush=True)
     print(json.dumps({tree: [round(w, 1) for w in walls] for tree, walls in results.items()}))
 
 
