@@ -41,7 +41,7 @@ COUNTS = "_diff_counts"
 SUMMARY, SUCCESS = "summary.json", "_SUCCESS"
 PAIR_TABLES = ("duplicates", "near_duplicates")
 MANIFEST_TABLES = ("keep", "drop") + PAIR_TABLES
-PAIRS_PER_BUCKET = 1_000_000  # about 100 MB of ids on the worker that compares a bucket
+ROWS_PER_BUCKET = 500_000  # a bucket's rows are compared on one worker: ~50-300 MB
 DEFAULT_IN_PROCESS_MAX_ROWS = 1_000_000  # config: diff_in_process_max_rows
 
 
@@ -60,19 +60,31 @@ def check_run(folder: str, published: bool = True) -> None:
                          "ran the mine stage")
 
 
-def _statuses(p: beam.Pipeline, folder: str, label: str):
+def _status_tables(folder: str) -> list[tuple[str, str]]:
+    """`(status, table path)` of a run's keep, drop and (when it has one) errors tables."""
+    errors = _table(folder, "errors")
+    return [(diff.KEPT, _table(folder, "keep")), (diff.DROPPED, _table(folder, "drop"))] + (
+        [(diff.ERROR, errors)] if FileSystems.exists(errors) else [])
+
+
+def _read_statuses(p: beam.Pipeline, folder: str, label: str, buckets: int):
     errors = _table(folder, "errors")
     return p | f"{label}Statuses" >> diff.ReadStatuses(
         _table(folder, "keep"), _table(folder, "drop"),
-        errors if FileSystems.exists(errors) else None)
+        errors if FileSystems.exists(errors) else None, label.lower(), buckets)
 
 
 def build_pipeline(before: str, after: str, workdir: str,
-                   options: PipelineOptions | None = None, pair_buckets: int = 1) -> beam.Pipeline:
+                   options: PipelineOptions | None = None,
+                   buckets: tuple[int, int] = (1, 1)) -> beam.Pipeline:
     """The unrun diff job: `workdir/changes/part-*.parquet` and `workdir/_diff_counts.json`;
-    the pairs are compared in `pair_buckets` buckets (`transforms.diff.pair_buckets`)."""
+    records and pairs are compared in `buckets` (records, pairs) buckets
+    (`transforms.diff.hash_buckets`, `diff_buckets`)."""
+    record_buckets, pair_buckets = buckets
     p = beam.Pipeline(options=options or PipelineOptions([]))
-    records = ({"before": _statuses(p, before, "Before"), "after": _statuses(p, after, "After")}
+    records = ([_read_statuses(p, folder, label, record_buckets)
+                for label, folder in (("Before", before), ("After", after))]
+               | "BothStatuses" >> beam.Flatten()
                | "DiffRecords" >> diff.DiffRecords())
     _ = records["changes"] | "WriteChanges" >> beam.io.WriteToParquet(
         FileSystems.join(workdir, CHANGES, PART_PREFIX), schema=schemas.CHANGES_SCHEMA,
@@ -103,11 +115,14 @@ def table_rows(folder: str, names: tuple[str, ...] = MANIFEST_TABLES + ("errors"
     return rows
 
 
-def pair_buckets(*folders: str) -> int:
-    """How many buckets the diff job compares the runs' pairs in: one per
-    `PAIRS_PER_BUCKET` pair rows, so a worker holds about that many."""
-    rows = sum(table_rows(folder, PAIR_TABLES) for folder in folders)
-    return max(1, -(-rows // PAIRS_PER_BUCKET))
+def diff_buckets(*folders: str) -> tuple[int, int]:
+    """How many buckets the diff job compares the runs' records and pairs in: one per
+    `ROWS_PER_BUCKET` rows of their tables, so a worker holds about that many."""
+    def buckets(names: tuple[str, ...]) -> int:
+        rows = sum(table_rows(folder, names) for folder in folders)
+        return max(1, -(-rows // ROWS_PER_BUCKET))
+
+    return buckets(("keep", "drop", "errors")), buckets(PAIR_TABLES)
 
 
 def _read(path: str, columns: list[str]):
@@ -117,18 +132,11 @@ def _read(path: str, columns: list[str]):
         yield pf.read_row_group(group, columns=columns)
 
 
-def _statuses_in_process(folder: str) -> dict[str, list]:
-    out: dict[str, list] = {}
-    errors = _table(folder, "errors")
-    for status, name in ((diff.KEPT, "keep"), (diff.DROPPED, "drop"), (diff.ERROR, "errors")):
-        if name == "errors" and not FileSystems.exists(errors):
-            continue
-        columns = ["record_id", "source_uri", "key", "reason"] + (
-            ["keeper_id"] if status != diff.ERROR else [])
-        for batch in _read(_table(folder, name), columns):
-            for rid, st in diff.statuses_of(batch, status):
-                out.setdefault(rid, []).append(st)
-    return out
+def _status_rows_in_process(folder: str, side: str) -> list[pa.Table]:
+    return [diff.status_rows(batch, status, side)
+            for status, path in _status_tables(folder)
+            for batch in _read(path, ["record_id", "source_uri", "key", "reason"]
+                               + (["keeper_id"] if status != diff.ERROR else []))]
 
 
 def _pair_rows_in_process(folder: str, side: str) -> list[pa.Table]:
@@ -139,26 +147,24 @@ def _pair_rows_in_process(folder: str, side: str) -> list[pa.Table]:
 
 def diff_in_process(before: str, after: str) -> tuple[dict, list[dict]]:
     """The diff job's counts and changes rows, computed in this process with the job's
-    own per-element functions (`transforms.diff`); for small runs only."""
+    own functions (`transforms.diff`), every row in one bucket; for small runs only."""
     facts: dict[str, int] = {}
     rows: list[dict] = []
-    groups: dict[str, list[tuple[int, int]]] = {}
+    groups: dict[str, tuple[int, int]] = {}
 
     def add(name: str, n: int) -> None:
         facts[name] = facts.get(name, 0) + n
 
-    statuses = (_statuses_in_process(before), _statuses_in_process(after))
-    for rid in sorted(set(statuses[0]) | set(statuses[1])):
-        element = (rid, {"before": statuses[0].get(rid, []), "after": statuses[1].get(rid, [])})
-        for out in diff.classify(element):
-            if not isinstance(out, beam.pvalue.TaggedOutput):
-                rows.append(out)
-            elif out.tag == diff.GROUP_COUNTS:
-                groups.setdefault(out.value[0], []).append(out.value[1])
-            else:
-                add(*out.value)
-    for keeper, counts in groups.items():
-        for name, n in diff.new_with_old((keeper, diff.sum_pairs(counts))):
+    for out in diff.record_facts(_status_rows_in_process(before, diff.BEFORE)
+                                 + _status_rows_in_process(after, diff.AFTER)):
+        if not isinstance(out, beam.pvalue.TaggedOutput):
+            rows.append(out)
+        elif out.tag == diff.GROUP_COUNTS:
+            groups[out.value[0]] = out.value[1]  # one bucket: each keeper once
+        else:
+            add(*out.value)
+    for keeper_counts in groups.items():
+        for name, n in diff.new_with_old(keeper_counts):
             add(name, n)
     for name, n in diff.pair_facts(_pair_rows_in_process(before, diff.BEFORE)
                                    + _pair_rows_in_process(after, diff.AFTER)):
@@ -252,7 +258,7 @@ def diff_runs(before: str, after: str, options: PipelineOptions | None = None, *
                    if changes else tempfile.mkdtemp(prefix="clipdedup-diff-"))
     try:
         result = build_pipeline(before, after, workdir, options,
-                                pair_buckets(before, after)).run()
+                                diff_buckets(before, after)).run()
         result.wait_until_finish()
         with FileSystems.open(FileSystems.join(workdir, COUNTS + ".json")) as f:
             counts = json.loads(f.read().decode())

@@ -1,7 +1,7 @@
 """What changed between two runs, as Beam transforms (`clipdedup diff`, `run --previous`).
 
-    keep / drop / errors tables of both runs -> ReadStatuses -> DiffRecords
-        -> changes rows (one per record whose status changed) and count facts
+    keep / drop / errors tables of both runs -> ReadStatuses (Arrow tables, by bucket)
+        -> DiffRecords -> changes rows (one per record whose status changed), count facts
     duplicates / near_duplicates of both runs -> ReadPairs (Arrow tables, by bucket)
         -> DiffPairs -> count facts
     facts -> CountFacts -> one dict
@@ -10,16 +10,19 @@ A record's status in a run is `kept` (keep table), `dropped` (drop table) or
 `error` (errors table, by record_id; whole-file failures have none and are
 counted by the run's summary instead). Records are matched by `record_id`,
 which is a hash of where the record was found (`transforms.records`), so the
-same file member has the same id every night. Records are joined with a
-CoGroupByKey on the engine: no worker holds more than one record's (or one
-group's counts) rows. Pairs, which a dense cluster makes millions of, move
-as Arrow tables: each is sent to a bucket by a hash of its two ids, and one
-bucket of both runs' pairs is compared on one worker with one columnar
-aggregation (`pair_facts`), so no Python object is made per pair and a
-worker holds one bucket. So two runs of any size can be compared. The
-functions (`statuses_of`, `classify`, `new_with_old`, `pair_rows`,
-`pair_facts`, `as_counts`) are public: the launcher runs them itself for
-small runs (`pipelines.diff_pipeline.diff_in_process`).
+same file member has the same id every night.
+
+Both runs' rows move as Arrow tables, not one Beam element per record or
+pair: each row goes to a bucket by a hash of its record id (or of the
+pair's two ids, `hash_buckets`), so one record's or one pair's rows of both
+runs meet in one bucket, and a worker compares one bucket at a time
+(`record_facts`, `pair_facts`: one columnar aggregation for pairs, which a
+dense cluster makes millions of). Only the group counts of records in
+groups of two or more meet again, by keeper. A worker holds one bucket, so
+two runs of any size can be compared. The functions (`status_rows`,
+`record_facts`, `pair_rows`, `pair_facts`, `as_counts`) are public: the
+launcher runs them itself, all rows in one bucket, for small runs
+(`pipelines.diff_pipeline.diff_in_process`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ CHANGES = (NEW, REMOVED, KEPT_TO_DROPPED, DROPPED_TO_KEPT, KEEPER_CHANGED, NOW_F
 RECORD_FACTS = ("records_before", "records_after", "new_in_groups_with_old")
 PAIR_FACTS = ("pairs_before", "pairs_after", "pairs_new", "pairs_vanished", "pairs_changed_kind")
 _PRIORITY = {KEPT: 0, DROPPED: 1, ERROR: 2}  # one status per record, should a table repeat it
+BEFORE, AFTER = "before", "after"  # the earlier and the later run
 
 
 class Status(NamedTuple):
@@ -56,24 +60,34 @@ class Status(NamedTuple):
     key: str | None
 
 
-def statuses_of(batch, status: str) -> Iterator[tuple[str, Status]]:
-    """One keep / drop / errors record batch -> `(record_id, Status)` per row with an id."""
-    columns = {name: batch.column(name).to_pylist() for name in batch.column_names}
+def status_rows(batch, status: str, side: str) -> pa.Table:
+    """One keep / drop / errors batch of one run -> its rows that name a record (a whole
+    file's failure does not): `record_id, source_uri, key, reason, keeper_id` (null for
+    errors), `status` and `side` (`before` / `after`)."""
     n = batch.num_rows
-    keepers = columns.get("keeper_id") or [None] * n
-    for k, rid in enumerate(columns["record_id"]):
-        if rid is None:  # a whole file failed: not a record
-            continue
-        yield rid, Status(status, columns["reason"][k], keepers[k] if status != ERROR else None,
-                          columns["source_uri"][k], columns["key"][k])
+
+    def column(name):
+        if name in batch.column_names and not (name == "keeper_id" and status == ERROR):
+            return batch.column(name).cast(pa.string())
+        return pa.nulls(n, pa.string())
+
+    rows = pa.table({name: column(name) for name in STATUS_COLUMNS}
+                    | {"status": pa.array([status] * n, pa.string()),
+                       "side": pa.array([side] * n, pa.string())})
+    return rows.filter(pc.is_valid(rows.column("record_id")))
+
+
+STATUS_COLUMNS = ("record_id", "source_uri", "key", "reason", "keeper_id")
 
 
 class ReadStatuses(beam.PTransform):
-    """A run's keep / drop / errors tables (paths; None = absent) -> `(record_id, Status)`."""
+    """A run's keep / drop / errors tables (paths; None = absent) -> `(bucket, status_rows
+    table)`, a record's bucket a hash of its id (`hash_buckets`)."""
 
-    def __init__(self, keep: str, drop: str, errors: str | None):
+    def __init__(self, keep: str, drop: str, errors: str | None, side: str, buckets: int):
         super().__init__()
         self._tables = [(KEPT, keep), (DROPPED, drop)] + ([(ERROR, errors)] if errors else [])
+        self._side, self._buckets = side, max(1, int(buckets))
 
     def expand(self, pbegin):
         reads = []
@@ -84,8 +98,13 @@ class ReadStatuses(beam.PTransform):
             reads.append(pbegin
                          | f"Read{label}" >> beam.io.ReadFromParquetBatched(
                              path, columns=columns, validate=False)
-                         | f"{label}Rows" >> beam.FlatMap(statuses_of, status))
+                         | f"{label}Rows" >> beam.FlatMap(
+                             _status_buckets, status, self._side, self._buckets))
         return reads | "AllStatuses" >> beam.Flatten()
+
+
+def _status_buckets(batch, status: str, side: str, buckets: int):
+    return hash_buckets(status_rows(batch, status, side), ("record_id",), buckets)
 
 
 def _one(statuses: Iterable[Status]) -> Status | None:
@@ -133,7 +152,9 @@ def classify(element):
         yield beam.pvalue.TaggedOutput("facts", ("records_before", 1))
     if after is not None:
         yield beam.pvalue.TaggedOutput("facts", ("records_after", 1))
-        if after.status != ERROR:  # (new members, old members) of the keeper's group
+        # (new members, old members) of the keeper's group; a record kept alone (reason
+        # `unique`) is a group of one, which never has both
+        if after.status != ERROR and not (after.status == KEPT and after.reason == "unique"):
             new = before is None
             yield beam.pvalue.TaggedOutput(GROUP_COUNTS, (after.keeper_id, (int(new), int(not new))))
     change = change_of(before, after)
@@ -157,19 +178,53 @@ def new_with_old(keeper_counts) -> Iterator[tuple[str, int]]:
         yield "new_in_groups_with_old", new
 
 
+def record_facts(tables: Iterable[pa.Table]) -> Iterator:
+    """`status_rows` tables of both runs, holding every row of the records they name ->
+    `classify`'s outputs for each record: its changes row (main output), and, summed
+    over these records, the count facts and each keeper's `(new, old)` group counts."""
+    statuses: dict[str, dict[str, list[Status]]] = {}
+    for table in tables:
+        columns = {name: table.column(name).to_pylist()
+                   for name in STATUS_COLUMNS + ("status", "side")}
+        for k, rid in enumerate(columns["record_id"]):
+            sides = statuses.setdefault(rid, {BEFORE: [], AFTER: []})
+            sides[columns["side"][k]].append(Status(
+                columns["status"][k], columns["reason"][k], columns["keeper_id"][k],
+                columns["source_uri"][k], columns["key"][k]))
+    facts: dict[str, int] = {}
+    groups: dict[str, tuple[int, int]] = {}
+    for rid in sorted(statuses):
+        for out in classify((rid, statuses[rid])):
+            if not isinstance(out, beam.pvalue.TaggedOutput):
+                yield out
+            elif out.tag == GROUP_COUNTS:
+                keeper, counts = out.value
+                groups[keeper] = sum_pairs((groups.get(keeper, (0, 0)), counts))
+            else:
+                name, n = out.value
+                facts[name] = facts.get(name, 0) + n
+    for item in facts.items():
+        yield beam.pvalue.TaggedOutput("facts", item)
+    for item in groups.items():
+        yield beam.pvalue.TaggedOutput(GROUP_COUNTS, item)
+
+
 class DiffRecords(beam.PTransform):
-    """`{"before": (id, Status), "after": (id, Status)}` -> `{"changes": rows, "facts": (name, n)}`.
+    """`(bucket, status_rows table)` of both runs -> `{"changes": rows, "facts": (name, n)}`.
 
     `changes` rows follow `schemas.CHANGES_SCHEMA`. Facts: `records_before`,
     `records_after`, one per change kind, and `new_in_groups_with_old`: new
     records whose group (same keeper in the later run) has a record of the
     earlier run, i.e. new images that duplicate old ones, whichever is kept.
+    One bucket of records is classified at a time (`record_facts`); only the
+    group counts of records in groups of two or more meet again, by keeper.
     """
 
-    def expand(self, inputs: dict):
-        out = (inputs
-               | "ByRecord" >> beam.CoGroupByKey()
-               | "Classify" >> beam.FlatMap(classify).with_outputs(
+    def expand(self, statuses):
+        out = (statuses
+               | "ByBucket" >> beam.GroupByKey()
+               | "Classify" >> beam.FlatMapTuple(
+                   lambda _bucket, tables: record_facts(tables)).with_outputs(
                    "facts", GROUP_COUNTS, main="changes"))
         with_old = (out[GROUP_COUNTS]
                     | "PerGroup" >> beam.CombinePerKey(sum_pairs)
@@ -179,7 +234,6 @@ class DiffRecords(beam.PTransform):
 
 
 PAIR_KINDS = ("duplicate", "near_duplicate")  # a pair in both tables of a run counts as the first
-BEFORE, AFTER = "before", "after"
 
 
 def pair_rows(batch, kind: str, side: str) -> pa.Table:
@@ -196,14 +250,17 @@ def pair_rows(batch, kind: str, side: str) -> pa.Table:
                      AFTER: code if side == AFTER else missing})
 
 
-def pair_buckets(rows: pa.Table, buckets: int) -> Iterator[tuple[int, pa.Table]]:
-    """`pair_rows` -> `(bucket, its rows)`; a pair's bucket depends on its ids only, so the
-    two runs' rows of one pair meet in one bucket. Each table is a copy, not a slice (a
-    pickled slice carries its whole buffers)."""
+def hash_buckets(rows: pa.Table, columns: tuple[str, ...], buckets: int
+                 ) -> Iterator[tuple[int, pa.Table]]:
+    """`rows` -> `(bucket, its rows)`; a row's bucket depends on its `columns` (strings)
+    only, so the two runs' rows of one pair, or one record, meet in one bucket. Each table
+    is a copy, not a slice (a pickled slice carries its whole buffers)."""
     if buckets <= 1:
         yield 0, rows
         return
-    h = mix(string_hashes(rows.column("lo")) ^ mix(string_hashes(rows.column("hi"))))
+    h = np.zeros(rows.num_rows, np.uint64)
+    for name in columns:
+        h = mix(h ^ string_hashes(rows.column(name)))
     bucket = (h % np.uint64(buckets)).astype(np.int64)
     order = np.argsort(bucket, kind="stable")
     sizes = np.bincount(bucket, minlength=buckets)
@@ -236,7 +293,7 @@ def pair_facts(tables: Iterable[pa.Table]) -> Iterator[tuple[str, int]]:
 
 
 def _bucketed(batch, kind: str, side: str, buckets: int):
-    return pair_buckets(pair_rows(batch, kind, side), buckets)
+    return hash_buckets(pair_rows(batch, kind, side), ("lo", "hi"), buckets)
 
 
 class ReadPairs(beam.PTransform):
@@ -244,7 +301,7 @@ class ReadPairs(beam.PTransform):
 
     Args:
         side: `before` or `after`: which run of the diff this is.
-        buckets: how many buckets the pairs are spread over (`pair_buckets`); each
+        buckets: how many buckets the pairs are spread over (`hash_buckets`); each
             bucket is compared on one worker, so this bounds a worker's memory.
     """
 

@@ -90,8 +90,11 @@ BOTH_PATHS = pytest.mark.parametrize("max_rows, computed", [(0, "beam_job"),
                                                             (10**6, "in_process")])
 
 
-@BOTH_PATHS
-def test_diff_of_planted_runs(tmp_path, max_rows, computed):
+@pytest.mark.parametrize("max_rows, computed, rows_per_bucket", [
+    (0, "beam_job", 500_000), (0, "beam_job", 2), (10**6, "in_process", 500_000)])
+def test_diff_of_planted_runs(tmp_path, monkeypatch, max_rows, computed, rows_per_bucket):
+    # 2 rows a bucket: every record and pair of the job lands in a bucket of its own or few
+    monkeypatch.setattr("pipelines.diff_pipeline.ROWS_PER_BUCKET", rows_per_bucket)
     a, b = planted(tmp_path)
     d = diff_runs(a, b, changes=str(tmp_path / "changes.parquet"), in_process_max_rows=max_rows)
     assert d["computed"] == computed

@@ -18,8 +18,22 @@ def _pairs(kind, side, ends):
                                     "record_id_b": [b for _, b in ends]}), kind, side)
 
 
-def _s(status, keeper="k"):
-    return Status(status, "r", None if status == diff.ERROR else keeper, "mem://x", "x")
+def _s(status, keeper="k", reason="r"):
+    return Status(status, reason, None if status == diff.ERROR else keeper, "mem://x", "x")
+
+
+def _statuses(side, statuses):
+    """`status_rows` tables, one per status, of `(record_id, Status)`."""
+    tables = []
+    for status in (diff.KEPT, diff.DROPPED, diff.ERROR):
+        rows = [(rid, st) for rid, st in statuses if st.status == status]
+        batch = pa.table({"record_id": [r for r, _ in rows],
+                          "source_uri": [st.source_uri for _, st in rows],
+                          "key": [st.key for _, st in rows], "reason": [st.reason for _, st in rows],
+                          "keeper_id": [st.keeper_id for _, st in rows]},
+                         schema=pa.schema([(n, pa.string()) for n in diff.STATUS_COLUMNS]))
+        tables.append(diff.status_rows(batch, status, side))
+    return tables
 
 
 @pytest.mark.parametrize("before, after, change", [
@@ -37,11 +51,13 @@ def test_change_of(before, after, change):
 
 def test_diff_records_and_pairs_on_the_engine():
     with TestPipeline() as p:
-        before = p | "Before" >> beam.Create([("a", _s("kept", "a")), ("b", _s("dropped", "a")),
-                                              ("gone", _s("kept", "gone"))])
-        after = p | "After" >> beam.Create([("a", _s("dropped", "n")), ("b", _s("dropped", "n")),
-                                            ("n", _s("kept", "n")), ("m", _s("kept", "m"))])
-        out = {"before": before, "after": after} | diff.DiffRecords()
+        before = _statuses(diff.BEFORE, [("a", _s("kept", "a")), ("b", _s("dropped", "a")),
+                                         ("gone", _s("kept", "gone"))])
+        after = _statuses(diff.AFTER, [("a", _s("dropped", "n")), ("b", _s("dropped", "n")),
+                                       ("n", _s("kept", "n")), ("m", _s("kept", "m"))])
+        out = (p | "Statuses" >> beam.Create(before + after)
+               | "ByRecord" >> beam.FlatMap(lambda rows: diff.hash_buckets(rows, ("record_id",), 3))
+               | diff.DiffRecords())
         assert_that(out["changes"] | beam.Map(lambda r: (r["record_id"], r["change"])),
                     equal_to([("a", "kept_to_dropped"), ("b", "keeper_changed"),
                               ("gone", "removed"), ("n", "new"), ("m", "new")]), label="Changes")
@@ -50,7 +66,7 @@ def test_diff_records_and_pairs_on_the_engine():
         after_pairs = [_pairs("near_duplicate", diff.AFTER, [("a", "b")]),
                        _pairs("duplicate", diff.AFTER, [("a", "n")])]
         pairs = (p | "Pairs" >> beam.Create(before_pairs + after_pairs)
-                 | beam.FlatMap(lambda rows: diff.pair_buckets(rows, 3))
+                 | beam.FlatMap(lambda rows: diff.hash_buckets(rows, ("lo", "hi"), 3))
                  | diff.DiffPairs())
         counts = (out["facts"], pairs) | beam.Flatten() | diff.CountFacts()
         want = dict.fromkeys(diff.RECORD_FACTS + diff.CHANGES + diff.PAIR_FACTS, 0)
@@ -88,16 +104,17 @@ def test_pair_buckets_keep_each_pair_in_one_bucket_for_both_runs():
     where = {}
     for side in (before, after):
         seen = 0
-        for bucket, rows in diff.pair_buckets(side, 16):
+        for bucket, rows in diff.hash_buckets(side, ("lo", "hi"), 16):
             seen += rows.num_rows
             for lo, hi in zip(rows.column("lo").to_pylist(), rows.column("hi").to_pylist()):
                 assert where.setdefault((lo, hi), bucket) == bucket
         assert seen == side.num_rows
-    sizes = [rows.num_rows for _, rows in diff.pair_buckets(before, 16)]
+    sizes = [rows.num_rows for _, rows in diff.hash_buckets(before, ("lo", "hi"), 16)]
     assert len(sizes) == 16 and max(sizes) < 3 * before.num_rows / 16
     by_bucket = {}
-    for bucket, rows in list(diff.pair_buckets(before, 16)) + list(diff.pair_buckets(after, 16)):
-        by_bucket.setdefault(bucket, []).append(rows)
+    for side in (before, after):
+        for bucket, rows in diff.hash_buckets(side, ("lo", "hi"), 16):
+            by_bucket.setdefault(bucket, []).append(rows)
     totals = {}
     for tables in by_bucket.values():
         for name, n in diff.pair_facts(tables):
@@ -110,4 +127,4 @@ def test_pair_buckets_keep_each_pair_in_one_bucket_for_both_runs():
 def test_a_bucket_is_a_copy_not_a_slice_of_the_batch():
     rows = _pairs("duplicate", diff.BEFORE, [(f"a{i:06d}", f"b{i:06d}") for i in range(20000)])
     whole = len(pickle.dumps(rows))
-    assert all(len(pickle.dumps(part)) < whole / 4 for _, part in diff.pair_buckets(rows, 8))
+    assert all(len(pickle.dumps(part)) < whole / 4 for _, part in diff.hash_buckets(rows, ("lo", "hi"), 8))
