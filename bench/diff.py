@@ -1,4 +1,4 @@
-"""Benchmark of the diff of two runs' pair tables: a dense cluster, night against night.
+"""Benchmark of the diff of two runs: a dense cluster, or many records, night against night.
 
 Two run folders are planted (`--records` records; `--cluster` of them one
 clique, every pair in `near_duplicates.parquet`, a few in `duplicates.parquet`).
@@ -10,6 +10,7 @@ launcher, each timed; the pair counts are checked against Python sets.
 
     python bench/diff.py                       # 5,000-clique: 12.5M pairs a run
     python bench/diff.py --cluster 1000        # smoke: 0.5M pairs a run
+    python bench/diff.py --records 1000000 --cluster 100   # a million records, few pairs
 
 Results: docs/nightly.md ("The diff is a Beam job").
 """

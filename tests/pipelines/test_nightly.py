@@ -132,6 +132,26 @@ def test_night2_tables_equal_a_full_run(nights):
     assert night["pairs_carried"] + night["pairs_new"] == pairs
 
 
+def test_a_nights_embeddings_folder_reads_as_one_table(nights, tmp_path, monkeypatch):
+    """Its carried rows (`carried-*.parquet`) and newly embedded rows (`part-*.parquet`)
+    have one schema: pandas, DuckDB and `datasets` read the folder as the README says."""
+    import datasets
+    import duckdb
+    import pyarrow.parquet as pq
+
+    folder = nights["out"] / "n2" / "embeddings"
+    names = sorted(p.name for p in folder.glob("*.parquet"))
+    assert any(n.startswith("carried") for n in names) and any(n.startswith("part") for n in names)
+    assert len({pq.read_schema(folder / n) for n in names}) == 1
+    rows = len(_table(nights["full"] / "f2", "embeddings"))
+    assert len(pd.read_parquet(folder)) == rows
+    assert duckdb.sql(f"select count(*) from '{folder}/*.parquet'").fetchall() == [(rows,)]
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loaded = datasets.load_dataset("parquet", data_dir=str(folder), cache_dir=str(tmp_path))
+    assert loaded["train"].num_rows == rows
+
+
 def test_byte_copy_of_an_old_image_is_an_exact_copy(nights):
     run = nights["out"] / "n2"
     groups = _table(run, "groups")
