@@ -4,6 +4,10 @@
     ReadPairs (before) + ReadPairs (after) -> DiffPairs
     facts of both -> CountFacts -> WriteDiffCounts
 
+Both runs' rows travel as Arrow tables in `diff_buckets` buckets by a hash of
+their ids (`transforms.diff`), so a worker holds one bucket whatever the
+size of the runs.
+
 `clipdedup diff RUN_A RUN_B` (`tools/diff.py`) and a run given `--previous RUN`
 (`write_changes`, called by `pipelines.jobs` before it publishes) run the same
 job. Every join is on the engine (`transforms.diff`); the launcher reads two
@@ -11,9 +15,9 @@ job. Every join is on the engine (`transforms.diff`); the launcher reads two
 on any runner. The earlier run is only read.
 
 Up to `diff_in_process_max_rows` rows in the compared tables (counted from
-their footers) the same per-record functions run in the launcher instead
-(`diff_in_process`): a job start costs more than such a diff, and a small
-night is dominated by fixed costs.
+their footers) the same functions run in the launcher instead, over one
+bucket (`diff_in_process`): a job start costs more than such a diff, and a
+small night is dominated by fixed costs.
 """
 
 from __future__ import annotations
