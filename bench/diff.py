@@ -104,6 +104,17 @@ def expected(before: list[str], after: list[str]) -> dict:
             "pairs_new": pairs_after - both, "pairs_vanished": pairs_before - both}
 
 
+def expected_records(args) -> dict:
+    """The record changes: the first `removed` clique members leave (the old keeper
+    among them), the next one becomes the keeper, the rest of the clique changes keeper,
+    the added records join it as dropped."""
+    moved_keeper = 1 if args.removed else 0
+    return {"before": args.records, "after": args.records - args.removed + args.added,
+            "new": args.added, "removed": args.removed, "dropped_to_kept": moved_keeper,
+            "keeper_changed": (args.cluster - args.removed - 1) if args.removed else 0,
+            "kept_to_dropped": 0}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -133,6 +144,7 @@ def main() -> None:
     # duplicates are another slice of pairs, so some pairs change kind
     write_run(b, "B", after_records, after_clique, 2 * args.moved)
     want = expected(before_clique, after_clique)
+    want_records = expected_records(args)
     rows = want["pairs_before"] + want["pairs_after"]
     print(f"diff of two runs: {args.records} records, a clique of {args.cluster} "
           f"({want['pairs_before']:,} pairs), then -{args.removed} +{args.added} "
@@ -145,12 +157,15 @@ def main() -> None:
         started = time.perf_counter()
         got = diff_runs(a, b, in_process_max_rows=max_rows)
         seconds = time.perf_counter() - started
-        pairs = got["pairs"]
-        ok = all(pairs[k.removeprefix("pairs_")] == v for k, v in want.items())
+        pairs, records = got["pairs"], got["records"]
+        ok = (all(pairs[k.removeprefix("pairs_")] == v for k, v in want.items())
+              and all(records[k] == v for k, v in want_records.items())
+              and got["new_duplicates_of_old"] == args.added)
         print(f"  {label:10s} {seconds:8.1f} s  pairs before {pairs['before']:,} after "
               f"{pairs['after']:,} new {pairs['new']:,} vanished {pairs['vanished']:,} "
-              f"changed kind {pairs['changed_kind']:,}: "
-              + ("as planted" if ok else f"WRONG, want {want}"))
+              f"changed kind {pairs['changed_kind']:,}; records new {records['new']:,} "
+              f"removed {records['removed']:,} keeper changed {records['keeper_changed']:,}: "
+              + ("as planted" if ok else f"WRONG, want {want} {want_records}, got {got}"))
 
 
 if __name__ == "__main__":
