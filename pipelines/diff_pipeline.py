@@ -71,13 +71,6 @@ def _status_tables(folder: str) -> list[tuple[str, str]]:
         [(diff.ERROR, errors)] if FileSystems.exists(errors) else [])
 
 
-def _read_statuses(p: beam.Pipeline, folder: str, label: str, buckets: int):
-    errors = _table(folder, "errors")
-    return p | f"{label}Statuses" >> diff.ReadStatuses(
-        _table(folder, "keep"), _table(folder, "drop"),
-        errors if FileSystems.exists(errors) else None, label.lower(), buckets)
-
-
 def build_pipeline(before: str, after: str, workdir: str,
                    options: PipelineOptions | None = None,
                    buckets: tuple[int, int] = (1, 1)) -> beam.Pipeline:
@@ -86,7 +79,8 @@ def build_pipeline(before: str, after: str, workdir: str,
     (`transforms.diff.hash_buckets`, `diff_buckets`)."""
     record_buckets, pair_buckets = buckets
     p = beam.Pipeline(options=options or PipelineOptions([]))
-    records = ([_read_statuses(p, folder, label, record_buckets)
+    records = ([p | f"{label}Statuses" >> diff.ReadStatuses(
+                    _status_tables(folder), label.lower(), record_buckets)
                 for label, folder in (("Before", before), ("After", after))]
                | "BothStatuses" >> beam.Flatten()
                | "DiffRecords" >> diff.DiffRecords())
@@ -109,22 +103,22 @@ def build_pipeline(before: str, after: str, workdir: str,
     return p
 
 
-def table_rows(folder: str, names: tuple[str, ...] = MANIFEST_TABLES + ("errors",)) -> int:
-    """Rows of the tables a diff reads in one run folder, from their footers."""
-    rows = 0
-    for name in names:
-        path = _table(folder, name)
-        if name != "errors" or FileSystems.exists(path):
-            rows += parquet_footer(path).num_rows
+def table_rows(*folders: str) -> dict[str, int]:
+    """Rows of each table a diff reads, summed over `folders`, from their footers."""
+    rows = dict.fromkeys(MANIFEST_TABLES + ("errors",), 0)
+    for folder in folders:
+        for name in rows:
+            path = _table(folder, name)
+            if name != "errors" or FileSystems.exists(path):
+                rows[name] += parquet_footer(path).num_rows
     return rows
 
 
-def diff_buckets(*folders: str) -> tuple[int, int]:
-    """How many buckets the diff job compares the runs' records and pairs in: one per
-    `ROWS_PER_BUCKET` rows of their tables, so a worker holds about that many."""
+def diff_buckets(rows: dict[str, int]) -> tuple[int, int]:
+    """How many buckets the diff job compares records and pairs in, given `table_rows`:
+    one per `ROWS_PER_BUCKET` rows of their tables, so a worker holds about that many."""
     def buckets(names: tuple[str, ...]) -> int:
-        rows = sum(table_rows(folder, names) for folder in folders)
-        return max(1, -(-rows // ROWS_PER_BUCKET))
+        return max(1, -(-sum(rows[name] for name in names) // ROWS_PER_BUCKET))
 
     return buckets(("keep", "drop", "errors")), buckets(PAIR_TABLES)
 
@@ -139,8 +133,7 @@ def _read(path: str, columns: list[str]):
 def _status_rows_in_process(folder: str, side: str) -> list[pa.Table]:
     return [diff.status_rows(batch, status, side)
             for status, path in _status_tables(folder)
-            for batch in _read(path, ["record_id", "source_uri", "key", "reason"]
-                               + (["keeper_id"] if status != diff.ERROR else []))]
+            for batch in _read(path, diff.status_columns(status))]
 
 
 def _pair_rows_in_process(folder: str, side: str) -> list[pa.Table]:
@@ -251,8 +244,8 @@ def diff_runs(before: str, after: str, options: PipelineOptions | None = None, *
     """
     check_run(before)
     check_run(after, published=after_summary is None)
-    rows = table_rows(before) + table_rows(after)
-    if rows <= in_process_max_rows:
+    rows = table_rows(before, after)
+    if sum(rows.values()) <= in_process_max_rows:
         counts, changed = diff_in_process(before, after)
         if changes:
             _write_rows(changed, changes)
@@ -261,8 +254,7 @@ def diff_runs(before: str, after: str, options: PipelineOptions | None = None, *
         workdir = (FileSystems.join(FileSystems.split(changes)[0], f"_diff-{uuid.uuid4().hex[:12]}")
                    if changes else tempfile.mkdtemp(prefix="clipdedup-diff-"))
     try:
-        result = build_pipeline(before, after, workdir, options,
-                                diff_buckets(before, after)).run()
+        result = build_pipeline(before, after, workdir, options, diff_buckets(rows)).run()
         result.wait_until_finish()
         with FileSystems.open(FileSystems.join(workdir, COUNTS + ".json")) as f:
             counts = json.loads(f.read().decode())

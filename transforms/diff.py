@@ -80,24 +80,32 @@ def status_rows(batch, status: str, side: str) -> pa.Table:
 STATUS_COLUMNS = ("record_id", "source_uri", "key", "reason", "keeper_id")
 
 
-class ReadStatuses(beam.PTransform):
-    """A run's keep / drop / errors tables (paths; None = absent) -> `(bucket, status_rows
-    table)`, a record's bucket a hash of its id (`hash_buckets`)."""
+def status_columns(status: str) -> list[str]:
+    """The columns of a run's table of `status` rows that `status_rows` reads."""
+    return ["record_id", "source_uri", "key", "reason"] + (
+        ["keeper_id"] if status != ERROR else [])
 
-    def __init__(self, keep: str, drop: str, errors: str | None, side: str, buckets: int):
+
+class ReadStatuses(beam.PTransform):
+    """A run's keep / drop / errors tables -> `(bucket, status_rows table)`, a record's
+    bucket a hash of its id (`hash_buckets`).
+
+    Args:
+        tables: `(status, path)` of each table the run has (`KEPT`, `DROPPED`, `ERROR`).
+    """
+
+    def __init__(self, tables: list[tuple[str, str]], side: str, buckets: int):
         super().__init__()
-        self._tables = [(KEPT, keep), (DROPPED, drop)] + ([(ERROR, errors)] if errors else [])
+        self._tables = list(tables)
         self._side, self._buckets = side, max(1, int(buckets))
 
     def expand(self, pbegin):
         reads = []
         for status, path in self._tables:
-            columns = ["record_id", "source_uri", "key", "reason"] + (
-                ["keeper_id"] if status != ERROR else [])
             label = status.capitalize()
             reads.append(pbegin
                          | f"Read{label}" >> beam.io.ReadFromParquetBatched(
-                             path, columns=columns, validate=False)
+                             path, columns=status_columns(status), validate=False)
                          | f"{label}Rows" >> beam.FlatMap(
                              _status_buckets, status, self._side, self._buckets))
         return reads | "AllStatuses" >> beam.Flatten()
