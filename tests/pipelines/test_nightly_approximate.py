@@ -154,12 +154,12 @@ def test_a_night_below_the_recall_target_trains_the_centroids_again(nights, tiny
                                                                    monkeypatch):
     from transforms.mine import incremental_approximate
 
-    real = incremental_approximate._recall
+    real = incremental_approximate.sampled_recall
 
     def low(*args, **kwargs):
         return dict(real(*args, **kwargs), recall_sampled=0.5)
 
-    monkeypatch.setattr(incremental_approximate, "_recall", low)
+    monkeypatch.setattr(incremental_approximate, "sampled_recall", low)
     summary = _run(nights["data"], nights["out"], "n5", tiny_model,
                    _config(nights["root"], 3, 3), "--previous", str(nights["out"] / "n2"))
     night = summary["incremental"]

@@ -6,7 +6,8 @@ Stages:
   3. for each partition q, gather its members M_q and every vector that probes
      q (Q_q), and compute `Q_q @ M_q.T` with one sgemm, thresholded;
   4. order pairs `i < j`, drop repeats (a pair is usually found from both ends);
-  5. measure recall: exact search of a random sample of queries against all N.
+  5. measure recall: exact search of a random sample of queries against all N,
+     skipping through the partitions the rows that cannot pair (`recall.py`).
 
 Step 3 is IVF search turned inside out: instead of scanning lists one query at
 a time (which runs far below the machine's matmul speed), all queries that
@@ -28,24 +29,20 @@ assigns only its new rows and searches only the partitions they touch
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
 import logging
 import math
-import os
 import time
 from typing import Any
 
 import numpy as np
 
-from transforms.mine.exact import mine_exact_cross
-from transforms.mine.pairs import Pairs, canonical_pairs, index_dtype, unique_keys
+from transforms.mine.pairs import Pairs, index_dtype, unique_keys
+from transforms.mine.recall import sampled_recall
+from transforms.mine.threads import THREADS, map_in_threads
 
 log = logging.getLogger(__name__)
-
-NIGHT_THREADS = min(4, os.cpu_count() or 1)
-
 
 def auto_nlist(n: int, nprobe: int) -> int:
     """Balances assignment (N * nlist) against mining (N * nprobe * N / nlist)."""
@@ -123,56 +120,6 @@ def _grouped(labels: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:
     return order, offsets
 
 
-def measure_recall(
-    x: np.ndarray, found: Pairs, threshold: float, sample_size: int, *, seed: int = 0,
-    block_size: int = 4096,
-) -> dict[str, Any]:
-    """Recall of `found` on the exact pairs of a random sample of query rows.
-
-    Each sampled row is searched exactly against all N (blocked); recall is
-    the share of those pairs present in `found`. `recall_ci95_low` is a Wilson
-    lower bound, so a small sample cannot look better than it is.
-    """
-    return _recall(x, found.keys(x.shape[0]), threshold, sample_size, seed=seed,
-                   block_size=block_size)
-
-
-def _recall(x: np.ndarray, found_keys: np.ndarray, threshold: float, sample_size: int, *,
-            seed: int, block_size: int, rows: np.ndarray | None = None) -> dict[str, Any]:
-    """`measure_recall` on the pairs' keys (`i * N + j`, sorted, unique); the queries
-    are sampled from `rows` (default: every row)."""
-    n = x.shape[0]
-    pool = n if rows is None else rows.size
-    sample_size = min(sample_size, pool)
-    if sample_size <= 0:
-        return {"recall_sampled": None, "recall_sample_size": 0, "recall_exact_pairs": 0,
-                "recall_found_pairs": 0, "recall_ci95_low": None}
-    rng = np.random.default_rng(seed + 1)
-    queries = np.sort(rng.choice(pool, sample_size, replace=False))
-    if rows is not None:
-        queries = rows[queries]
-    hits = mine_exact_cross(x[queries], x, threshold, block_size)
-    exact = canonical_pairs(queries[hits.i], hits.j, hits.score, n)
-    exact_keys = exact.keys(n)
-    pos = np.searchsorted(found_keys, exact_keys)
-    pos[pos >= found_keys.size] = 0
-    present = found_keys.size > 0
-    hit = (found_keys[pos] == exact_keys) if present else np.zeros(exact_keys.size, bool)
-    total = int(exact_keys.size)
-    got = int(hit.sum())
-    recall = got / total if total else None
-    ci_low = None
-    if total:
-        z = 1.96
-        p = got / total
-        centre = p + z * z / (2 * total)
-        margin = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
-        ci_low = (centre - margin) / (1 + z * z / total)
-    return {"recall_sampled": recall, "recall_sample_size": int(sample_size),
-            "recall_exact_pairs": total, "recall_found_pairs": got,
-            "recall_ci95_low": ci_low}
-
-
 def _search_lists(x: np.ndarray, groups: tuple, threshold: float, bs: int, max_members: int,
                   is_new: np.ndarray | None, partitions) -> tuple[list, list]:
     """`search_partitions`' loop over some partitions: lists of key and score arrays."""
@@ -214,7 +161,7 @@ def _search_lists(x: np.ndarray, groups: tuple, threshold: float, bs: int, max_m
 
 def search_partitions(x: np.ndarray, probes: np.ndarray, nlist: int, threshold: float,
                       block_size: int = 4096, is_new: np.ndarray | None = None,
-                      threads: int = NIGHT_THREADS) -> tuple[np.ndarray, np.ndarray, int]:
+                      threads: int = THREADS) -> tuple[np.ndarray, np.ndarray, int]:
     """`(keys, scores, raw_count)`: every pair of rows, score >= threshold, whose one
     end probes the other's partition; keys `i * N + j` (`i < j`) sorted and unique.
 
@@ -237,20 +184,12 @@ def search_partitions(x: np.ndarray, probes: np.ndarray, nlist: int, threshold: 
     groups = (members, member_off, probers, probe_off)
     search = functools.partial(_search_lists, x, groups, threshold, max(1, block_size),
                                max_members, is_new)
-    if is_new is None or threads <= 1:
-        key_parts, score_parts = search(touched)
-    else:
-        # A night's partitions are many small gathers and products: split across
-        # threads (numpy releases the GIL in both), each product on one BLAS thread
-        # so the threads do not oversubscribe the cores.
-        from threadpoolctl import threadpool_limits
-
-        with (threadpool_limits(1, user_api="blas"),
-              concurrent.futures.ThreadPoolExecutor(threads) as pool):
-            found = list(pool.map(search, [touched[k::threads] for k in range(threads)]))
-        key_parts = [part for keys, _ in found for part in keys]
-        score_parts = [part for _, scores in found for part in scores]
-        del found
+    # A whole search runs its large products on every BLAS thread; a night's
+    # many small ones are split across threads.
+    found = map_in_threads(search, touched, 1 if is_new is None else threads)
+    key_parts = [part for keys, _ in found for part in keys]
+    score_parts = [part for _, scores in found for part in scores]
+    del found
     raw_count = int(sum(k.size for k in key_parts))
     keys = np.concatenate(key_parts) if key_parts else np.empty(0, np.int64)
     del key_parts
@@ -339,7 +278,8 @@ def mine_approximate_indexed(
     timings["mine_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    recall = _recall(x, keys, threshold, recall_sample_size, seed=seed, block_size=block_size)
+    recall = sampled_recall(x, keys, threshold, recall_sample_size, seed=seed,
+                            block_size=block_size, centroids=centroids, labels=probes[:, 0])
     timings["recall_s"] = time.perf_counter() - t
     pairs = keys_to_pairs(keys, found_scores, n)
     del keys

@@ -39,7 +39,6 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.metrics import counter
 from transforms.mine.approximate import (
     PartitionIndex,
-    _recall,
     assign,
     keys_to_pairs,
     mine_approximate_indexed,
@@ -49,6 +48,7 @@ from transforms.mine.approximate import (
 )
 from transforms.mine.incremental import carry_previous_pairs, load_with_new, read_ids
 from transforms.mine.partition_tables import read_centroids, read_probes
+from transforms.mine.recall import sampled_recall
 from transforms.mine.transform import (
     CENTROIDS,
     DUPLICATES,
@@ -109,8 +109,9 @@ def mine_new(vectors: np.ndarray, is_new: np.ndarray, index: PartitionIndex, thr
                                           block_size, is_new)
     mine_s = time.perf_counter() - t
     t = time.perf_counter()
-    recall = _recall(vectors, keys, threshold, recall_sample_size, seed=seed,
-                     block_size=block_size, rows=np.flatnonzero(is_new))
+    recall = sampled_recall(vectors, keys, threshold, recall_sample_size, seed=seed,
+                            block_size=block_size, rows=np.flatnonzero(is_new),
+                            centroids=index.centroids, labels=index.probes[:, 0])
     stats = {**partition_stats(index, threshold, raw), "centroids_reused": True,
              "recall_scope": "new records", **recall, "mine_s": mine_s,
              "recall_s": time.perf_counter() - t}

@@ -1,9 +1,10 @@
 import numpy as np
 
 from tools.synthetic import clustered_embeddings
-from transforms.mine.approximate import measure_recall, mine_approximate
+from transforms.mine.approximate import mine_approximate
 from transforms.mine.exact import mine_exact
 from transforms.mine.pairs import Pairs
+from transforms.mine.recall import measure_recall
 
 
 def test_recall_at_least_099_and_scores_exact():
