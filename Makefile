@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test test-all bench bench-embed bench-int8 bench-mine bench-query bench-nightly lint clean run-dataflow
+.PHONY: install demo test test-all bench bench-embed bench-int8 bench-mine bench-query bench-nightly bench-recall lint clean run-dataflow
 .PHONY: report-screenshot bench-quality bench-diff bench-carry
 
 install: $(STAMP)
@@ -69,6 +69,11 @@ bench-diff: install
 
 bench-carry: install
 	$(PY) bench/carry.py
+
+# The approximate search's recall check at 1M rows, with and without the
+# partitions' bound.
+bench-recall: install
+	$(PY) bench/recall.py
 
 # The whole job on Google Cloud Dataflow: inputs and outputs on gs://.
 # Optional: INPUT, OUTPUT, MODEL (hub name or gs:// folder), IMAGE (a worker

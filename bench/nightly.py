@@ -348,11 +348,13 @@ def _bench_approximate(args, x: np.ndarray, is_new: np.ndarray) -> None:
     scratch_keys = _with_new(pairs.keys(n).astype(np.int64), is_new, n)
     print(f"  from scratch ({n} rows, approximate, nlist {stats['nlist']}): {scratch:8.2f} s "
           f"wall, {scratch_cpu:8.2f} s CPU (train {stats['train_s']:.1f}, assign "
-          f"{stats['assign_s']:.1f}, mine {stats['mine_s']:.1f}, recall {stats['recall_s']:.1f})")
+          f"{stats['assign_s']:.1f}, mine {stats['mine_s']:.1f}, recall {stats['recall_s']:.1f} "
+          f"computing {stats['recall_search_share']:.3f} of its products)")
     print(f"  new against all (approximate, last night's partitions): {incremental:8.2f} s "
           f"wall, {incremental_cpu:8.2f} s CPU, the mean of {before:.2f} s before and "
           f"{after:.2f} s after (mine {night_stats['mine_s']:.1f}, recall "
-          f"{night_stats['recall_s']:.1f})")
+          f"{night_stats['recall_s']:.1f} computing {night_stats['recall_search_share']:.3f} "
+          "of its products)")
     print(f"  ratio {incremental / scratch:.3f} wall, {incremental_cpu / scratch_cpu:.3f} CPU "
           "(target <= 0.1)")
     # The recall check is an exact search of a fixed sample against all rows: the same
