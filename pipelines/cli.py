@@ -133,6 +133,17 @@ def _setup_logging(quiet: bool) -> None:
                         datefmt="%H:%M:%S")
     for noisy in ("apache_beam", "urllib3", "httpx", "huggingface_hub", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_without_beams_user_error_tracebacks)
+
+
+def _without_beams_user_error_tracebacks(record: logging.LogRecord) -> bool:
+    """False for Beam's log of a user or data error raised inside a job: the runner
+    logs it with its traceback before re-raising it, and `exit_code` prints it as
+    one line."""
+    if not record.name.startswith("apache_beam") or not record.exc_info:
+        return True
+    return not isinstance(record.exc_info[1], _user_errors())
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

@@ -73,12 +73,15 @@ def mining_options(config: Config) -> dict:
 def _id_vectors(table: pa.Table, id_column: str, embedding_column: str):
     """(id as a string, unit float32 vector) per row: MineDistributed wants unit vectors,
     and a table made elsewhere need not hold them."""
-    from transforms.mine.transform import ids_as_strings
+    from transforms.mine.transform import EmbeddingsTableError, ids_as_strings
 
     ids = ids_as_strings(table.column(id_column)).to_pylist()
     for rid, vector in zip(ids, table.column(embedding_column).to_pylist()):
         v = np.asarray(vector, dtype=np.float32)
         norm = float(np.linalg.norm(v))
+        if not np.isfinite(norm):
+            raise EmbeddingsTableError(f"the vector of record {rid!r} holds NaN or infinite "
+                                       "values; clipdedup needs finite embeddings")
         yield rid, (v / norm if norm > 0 else v)
 
 

@@ -155,3 +155,24 @@ def test_an_id_in_two_inputs_is_an_error_naming_both(tmp_path):
                                          r".*run1.*; ids must be unique across all embeddings inputs"):
         cli.run(["-q", "mine", "--embeddings", str(tmp_path / "run1" / "embeddings"),
                  "--embeddings", str(tmp_path / "again"), "--output", str(tmp_path / "out")])
+
+
+@pytest.mark.parametrize("mode", ["exact", "approximate", "distributed"])
+def test_vectors_with_nan_or_infinity_fail_in_one_line_naming_a_record(tmp_path, mode):
+    """Such a row scored NaN against all (exact published without it, exit 0) and made
+    k-means fail with a faiss traceback (approximate, exit 1)."""
+    x = _vectors(40)
+    x[3, 2] = np.nan
+    x[7] = np.inf
+    pd.DataFrame({"record_id": [f"r{k:02d}" for k in range(40)], "embedding": list(x)}
+                 ).to_parquet(tmp_path / "e.parquet")
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "mine", "-q", "--embeddings",
+                           str(tmp_path / "e.parquet"), "--output", str(tmp_path / "o"),
+                           "--mode", mode, "--run-id", "r"],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("clipdedup: error: ")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "NaN or infinite" in errors[0] and "'r03'" in errors[0]
+    assert not (tmp_path / "o" / "r").exists()

@@ -155,11 +155,31 @@ def load_embeddings_arrow(patterns: str | list[str], id_column: str = "record_id
         del column
     if vectors is None:
         return ids, np.zeros((0, 0), np.float32)
-    for s in range(0, n, 65536):  # cosine, as the reference recipe; in place
-        block = vectors[s:s + 65536]
-        norms = np.linalg.norm(block, axis=1, keepdims=True)
-        block /= np.where(norms > 0, norms, 1.0)
+    normalise_rows(vectors, ids)
     return ids, vectors
+
+
+def normalise_rows(vectors: np.ndarray, ids: pa.Array, block: int = 65536) -> None:
+    """Scales each row of `vectors` to unit length in place (cosine, as the reference
+    recipe); zero rows stay zero.
+
+    Raises EmbeddingsTableError naming the first record whose vector holds NaN or an
+    infinity: such a row scores NaN against every other, so exact mining would leave
+    it out of every pair without a word, and k-means refuses it.
+    """
+    bad, first = 0, None
+    for s in range(0, len(vectors), block):
+        rows = vectors[s:s + block]
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        broken = np.flatnonzero(~np.isfinite(norms[:, 0]))
+        if broken.size:
+            bad += broken.size
+            first = first if first is not None else ids[s + int(broken[0])].as_py()
+            norms[broken] = 1.0
+        rows /= np.where(norms > 0, norms, 1.0)
+    if bad:
+        raise EmbeddingsTableError(f"{bad} vectors hold NaN or infinite values (the first: "
+                                   f"record {first!r}); clipdedup needs finite embeddings")
 
 
 class _TableBatcher:

@@ -36,3 +36,19 @@ def test_load_rejects_duplicate_ids_and_ragged_vectors(tmp_path):
         [[1.0, 0.0], [1.0, 0.0, 0.0]], pa.list_(pa.float32()))}), tmp_path / "r.parquet")
     with pytest.raises(EmbeddingsTableError, match="width"):
         load_embeddings(str(tmp_path / "r.parquet"))
+
+
+def test_load_rejects_non_finite_vectors_in_any_block():
+    from transforms.mine.transform import normalise_rows
+
+    x = np.ones((10, 4), np.float32)
+    normalise_rows(x, pa.array([f"r{k}" for k in range(10)]), block=3)
+    np.testing.assert_allclose(x, 0.5)
+    for bad in (np.nan, np.inf, -np.inf):
+        x = np.ones((10, 4), np.float32)
+        x[7, 1], x[8, 0] = bad, bad
+        with pytest.raises(EmbeddingsTableError, match=r"^2 vectors .*record 'r7'"):
+            normalise_rows(x, pa.array([f"r{k}" for k in range(10)]), block=3)
+    zero = np.zeros((2, 4), np.float32)
+    normalise_rows(zero, pa.array(["a", "b"]))
+    assert not zero.any()
