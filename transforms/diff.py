@@ -249,6 +249,10 @@ def pair_rows(batch, kind: str, side: str) -> pa.Table:
     and the pair's kind code (its index in `PAIR_KINDS`) in the `before` or `after` column
     (the other column null)."""
     a, b = (batch.column(name).cast(pa.large_string()) for name in ("record_id_a", "record_id_b"))
+    if a.null_count or b.null_count:  # a clipdedup run never writes one (the schema says so)
+        n = pc.sum(pc.or_(pc.is_null(a), pc.is_null(b))).as_py()
+        raise ValueError(f"the {side} run's {kind}s table has {n} pair{'s' * (n != 1)} "
+                         "without a record id: it was not written by clipdedup")
     swap = pc.greater(a, b)
     n = batch.num_rows
     code = pa.array(np.full(n, PAIR_KINDS.index(kind), np.int8))

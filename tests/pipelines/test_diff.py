@@ -180,3 +180,18 @@ def test_diff_job_and_stable_keepers_translate_for_dataflow(tmp_path):
     proto, _ = _dry_run(pipeline)
     assert {"ReadPreviousKeep", "BuildGroups/PreviousKept", "BuildGroups/LabelMembers"} <= (
         _labels(proto))
+
+
+@BOTH_PATHS
+def test_a_pair_without_a_record_id_is_a_one_line_error(tmp_path, capsys, max_rows, computed):
+    """It failed the job with "cannot hash a null string" (the bucket's hash)."""
+    a, b = planted(tmp_path)
+    pq.write_table(pa.table({"record_id_a": ["k1", None], "record_id_b": ["new2", "s"],
+                             "score": pa.array([0.95, 0.95], pa.float32())}),
+                   tmp_path / "out" / "B" / "near_duplicates.parquet")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"diff_in_process_max_rows: {max_rows}\n")
+    assert cli.exit_code(["diff", a, b, "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "the after run's near_duplicates table has 1 pair without a record id" in err
+    assert "Traceback" not in err

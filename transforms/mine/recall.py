@@ -123,6 +123,8 @@ def exact_hits(x: np.ndarray, queries: np.ndarray, threshold: float, block_size:
     reach = math.acos(max(-1.0, threshold - cos_err)) + 2.0 * angle_err
     nlist = centroids.shape[0]
     order, offsets, angles = _rows_by_angle(x, centroids, labels)
+    if not np.isfinite(angles).all():  # a NaN row would hide its partition's rows
+        return mine_exact_cross(xq, x, threshold, block_size), 1.0
     phi = np.arccos(np.clip(centroids @ xq.T, -1.0, 1.0))  # [nlist, queries]
     first, last = angles[offsets[:-1].clip(max=len(x) - 1)], angles[(offsets[1:] - 1).clip(0)]
     sizes = np.diff(offsets)
