@@ -329,7 +329,9 @@ def _bench_approximate(args, x: np.ndarray, is_new: np.ndarray) -> None:
     _, last_stats, last = mine_approximate_indexed(x[old], t, **options)
     probes = np.zeros((n, last.nprobe), np.int32)
     probes[old] = last.probes  # the old rows come first: row r is old row r
-    previous = PartitionIndex(last.centroids, probes, last.trained_n, last.trained_fit)
+    scores = np.zeros((n, last.nprobe), np.float32)
+    scores[old] = last.scores
+    previous = PartitionIndex(last.centroids, probes, last.trained_n, last.trained_fit, scores)
     del last
     print(f"  last night ({int(old.sum())} rows): nlist {last_stats['nlist']}, "
           f"nprobe {last_stats['nprobe']}, recall {last_stats['recall_sampled']:.4f} (not timed)")

@@ -190,5 +190,7 @@ PARTITIONS_SCHEMA = pa.schema(
     [
         pa.field("record_id", pa.string(), nullable=False),
         pa.field("probes", pa.list_(pa.int32()), nullable=False),
+        # the record's score against each of its probes: runs before 2026-12-06 lack it
+        pa.field("scores", pa.list_(pa.float32()), nullable=True),
     ]
 )

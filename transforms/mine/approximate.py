@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from transforms.mine.angle_bound import angles, reach
 from transforms.mine.pairs import Pairs, index_dtype, unique_keys
 from transforms.mine.recall import sampled_recall
 from transforms.mine.threads import THREADS, map_in_threads
@@ -69,20 +70,30 @@ def train_centroids(
 
 def assign(x: np.ndarray, centroids: np.ndarray, k: int,
            chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """`([N, k] int32, [N] float32)`: each row's k nearest centroids by inner product,
-    nearest first, and its score against the nearest (how well the partitions fit it)."""
+    """`([N, k] int32, [N, k] float32)`: each row's k nearest centroids by inner product,
+    nearest first, and its scores against them (the first: how well the partitions
+    fit it)."""
     import faiss
 
     index = faiss.IndexFlatIP(centroids.shape[1])
     index.add(centroids)
     k = min(k, centroids.shape[0])
     out = np.empty((x.shape[0], k), dtype=np.int32)
-    fit = np.empty(x.shape[0], dtype=np.float32)
+    scores = np.empty((x.shape[0], k), dtype=np.float32)
     for s in range(0, x.shape[0], chunk):
-        scores, ids = index.search(np.ascontiguousarray(x[s : s + chunk], dtype=np.float32), k)
-        out[s : s + chunk] = ids
-        fit[s : s + chunk] = scores[:, 0]
-    return out, fit
+        scores[s : s + chunk], out[s : s + chunk] = index.search(
+            np.ascontiguousarray(x[s : s + chunk], dtype=np.float32), k)
+    return out, scores
+
+
+def probe_scores(x: np.ndarray, centroids: np.ndarray, probes: np.ndarray,
+                 chunk: int = 1024) -> np.ndarray:
+    """`[N, nprobe]` float32: each row's score against each centroid it probes (what
+    `assign` returns beside the probes, for probes kept without their scores)."""
+    out = np.empty(probes.shape, np.float32)
+    for s in range(0, len(x), chunk):  # small chunks: the gathered centroids stay in cache
+        out[s:s + chunk] = np.einsum("ij,ikj->ik", x[s:s + chunk], centroids[probes[s:s + chunk]])
+    return out
 
 
 @dataclasses.dataclass
@@ -90,15 +101,17 @@ class PartitionIndex:
     """The partitions a mining used: kept in the run folder so a night can reuse them.
 
     `probes[r]` are row r's `nprobe` nearest centroids, nearest first: `probes[r, 0]`
-    is its partition. `trained_n` and `trained_fit` (the rows' mean score against their
-    nearest centroid) describe the table the centroids were trained on, so a night can
-    tell when its new rows no longer fit them.
+    is its partition, and `scores[r]` its scores against them (a night's search skips
+    old rows by them, `search_partitions`). `trained_n` and `trained_fit` (the rows'
+    mean score against their nearest centroid) describe the table the centroids were
+    trained on, so a night can tell when its new rows no longer fit them.
     """
 
     centroids: np.ndarray  # [nlist, d] float32, unit norm
     probes: np.ndarray  # [N, nprobe] int32
     trained_n: int
     trained_fit: float
+    scores: np.ndarray | None = None  # [N, nprobe] float32
 
     @property
     def nlist(self) -> int:
@@ -121,7 +134,8 @@ def _grouped(labels: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _search_lists(x: np.ndarray, groups: tuple, threshold: float, bs: int, max_members: int,
-                  is_new: np.ndarray | None, partitions) -> tuple[list, list]:
+                  is_new: np.ndarray | None, angles_to: tuple | None, partitions
+                  ) -> tuple[list, list]:
     """`search_partitions`' loop over some partitions: lists of key and score arrays."""
     members, member_off, probers, probe_off = groups
     n = x.shape[0]
@@ -139,7 +153,17 @@ def _search_lists(x: np.ndarray, groups: tuple, threshold: float, bs: int, max_m
             blocks = ((q_idx, m_idx),)
         else:
             new_prober = is_new[q_idx]
-            blocks = ((q_idx[new_prober], m_idx), (q_idx[~new_prober], m_idx[is_new[m_idx]]))
+            new_probers, old_probers = q_idx[new_prober], q_idx[~new_prober]
+            members_in_reach, new_members = m_idx, m_idx[is_new[m_idx]]
+            if angles_to is not None:
+                # only the rows whose angle to this centroid is within reach of one on
+                # the other side's (angle_bound.py)
+                own, probing, gap = angles_to
+                probing_q = probing[probe_off[q] : probe_off[q + 1]]
+                members_in_reach = _in_reach(m_idx, own[m_idx], probing_q[new_prober], gap)
+                old_probers = _in_reach(old_probers, probing_q[~new_prober],
+                                        own[new_members], gap)
+            blocks = ((new_probers, members_in_reach), (old_probers, new_members))
         for queries, cols in blocks:
             if not cols.size:
                 continue
@@ -159,9 +183,20 @@ def _search_lists(x: np.ndarray, groups: tuple, threshold: float, bs: int, max_m
     return key_parts, score_parts
 
 
+def _in_reach(rows: np.ndarray, row_angles: np.ndarray, other_angles: np.ndarray,
+              gap: float) -> np.ndarray:
+    """`rows` whose angle to a centroid is within `gap` of one of `other_angles`, those
+    of the rows they could pair with (none: no row)."""
+    if not other_angles.size or not rows.size:
+        return rows[:0]
+    keep = (row_angles >= other_angles.min() - gap) & (row_angles <= other_angles.max() + gap)
+    return rows[keep]
+
+
 def search_partitions(x: np.ndarray, probes: np.ndarray, nlist: int, threshold: float,
                       block_size: int = 4096, is_new: np.ndarray | None = None,
-                      threads: int = THREADS) -> tuple[np.ndarray, np.ndarray, int]:
+                      threads: int = THREADS, scores: np.ndarray | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray, int]:
     """`(keys, scores, raw_count)`: every pair of rows, score >= threshold, whose one
     end probes the other's partition; keys `i * N + j` (`i < j`) sorted and unique.
 
@@ -169,12 +204,21 @@ def search_partitions(x: np.ndarray, probes: np.ndarray, nlist: int, threshold: 
     a new row probes or belongs to, the new probers against all members and the
     old probers against the new members. These are exactly the pairs with a new
     row that the whole search finds (`is_new=None`) with the same probes; they are
-    searched in `threads` threads.
+    searched in `threads` threads. With `scores` (each row's scores against its
+    probes, `PartitionIndex.scores`), an old prober whose angle to the centroid is
+    out of reach of every new member's (`angle_bound.py`) is not gathered: the
+    pairs are the same.
     """
     n = x.shape[0]
     members, member_off = _grouped(probes[:, 0], nlist)
     flat_order, probe_off = _grouped(probes.reshape(-1), nlist)
     probers = (flat_order // probes.shape[1]).astype(np.int64)
+    angles_to = None
+    if is_new is not None and scores is not None:
+        # (each row's angle to its own centroid, each probe entry's angle to the
+        # centroid it probes, in `probers` order, and the reach)
+        angles_to = (angles(scores[:, 0]), angles(scores.reshape(-1)[flat_order]),
+                     reach(threshold, x.shape[1]))
     del flat_order
     if is_new is None:
         touched = range(nlist)
@@ -183,7 +227,7 @@ def search_partitions(x: np.ndarray, probes: np.ndarray, nlist: int, threshold: 
     max_members = int(np.diff(member_off).max()) if n else 0
     groups = (members, member_off, probers, probe_off)
     search = functools.partial(_search_lists, x, groups, threshold, max(1, block_size),
-                               max_members, is_new)
+                               max_members, is_new, angles_to)
     # A whole search runs its large products on every BLAS thread; a night's
     # many small ones are split across threads.
     found = map_in_threads(search, touched, 1 if is_new is None else threads)
@@ -268,9 +312,9 @@ def mine_approximate_indexed(
     timings["train_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    probes, fit = assign(x, centroids, nprobe)
-    index = PartitionIndex(centroids, probes, int(n), float(fit.mean()) if n else 0.0)
-    del fit
+    probes, scores = assign(x, centroids, nprobe)
+    index = PartitionIndex(centroids, probes, int(n), float(scores[:, 0].mean()) if n else 0.0,
+                           scores)
     timings["assign_s"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -43,6 +43,7 @@ from transforms.mine.approximate import (
     keys_to_pairs,
     mine_approximate_indexed,
     partition_stats,
+    probe_scores,
     recall_flag,
     search_partitions,
 )
@@ -75,12 +76,17 @@ def reuse_index(previous: str, ids, vectors: np.ndarray, is_new: np.ndarray, npr
     if centroids.shape[1:] != vectors.shape[1:]:
         return None, (f"the previous centroids are {centroids.shape[1:]} wide, tonight's "
                       f"vectors {vectors.shape[1:]}"), None
-    probes, found = read_probes(FileSystems.join(previous, f"{PARTITIONS}.parquet"), ids, nprobe)
+    probes, scores, found = read_probes(FileSystems.join(previous, f"{PARTITIONS}.parquet"),
+                                        ids, nprobe)
     lost = int((~found & ~is_new).sum())
     if lost:
         return None, f"{lost} old records have no partition in the previous run", None
-    index, fit_new = extend_index(PartitionIndex(centroids, probes, trained_n, trained_fit),
-                                  vectors, is_new)
+    if scores is None:
+        log.info("the previous partitions table has no scores against the probes (an older "
+                 "run): computing them for %d records", len(ids))
+        scores = probe_scores(vectors, centroids, probes)
+    index, fit_new = extend_index(
+        PartitionIndex(centroids, probes, trained_n, trained_fit, scores), vectors, is_new)
     if is_new.sum() >= MIN_FIT_ROWS and 1.0 - fit_new > MAX_DISTANCE_GROWTH * (1.0 - trained_fit):
         return None, (f"the new records fit the previous centroids less well (mean score "
                       f"{fit_new:.4f} against their nearest, {trained_fit:.4f} when trained)"
@@ -90,13 +96,15 @@ def reuse_index(previous: str, ids, vectors: np.ndarray, is_new: np.ndarray, npr
 
 def extend_index(index: PartitionIndex, vectors: np.ndarray, is_new: np.ndarray
                  ) -> tuple[PartitionIndex, float | None]:
-    """`index` with the new rows' probes filled in (its `probes` row for a new row is
-    replaced), and the new rows' mean score against their nearest centroid."""
+    """`index` with the new rows' probes (and scores) filled in (its rows for a new row
+    are replaced), and the new rows' mean score against their nearest centroid."""
     new_rows = np.flatnonzero(is_new)
     if not new_rows.size:
         return index, None
-    index.probes[new_rows], fit = assign(vectors[new_rows], index.centroids, index.nprobe)
-    return index, float(fit.mean())
+    index.probes[new_rows], scores = assign(vectors[new_rows], index.centroids, index.nprobe)
+    if index.scores is not None:
+        index.scores[new_rows] = scores
+    return index, float(scores[:, 0].mean())
 
 
 def mine_new(vectors: np.ndarray, is_new: np.ndarray, index: PartitionIndex, threshold: float,
@@ -106,7 +114,7 @@ def mine_new(vectors: np.ndarray, is_new: np.ndarray, index: PartitionIndex, thr
     `i * N + j`, sorted), and the recall measured on a sample of the new rows."""
     t = time.perf_counter()
     keys, scores, raw = search_partitions(vectors, index.probes, index.nlist, threshold,
-                                          block_size, is_new)
+                                          block_size, is_new, scores=index.scores)
     mine_s = time.perf_counter() - t
     t = time.perf_counter()
     recall = sampled_recall(vectors, keys, threshold, recall_sample_size, seed=seed,

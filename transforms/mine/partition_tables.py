@@ -30,23 +30,30 @@ def centroids_table(centroids: np.ndarray) -> pa.Table:
                     schema=CENTROIDS_SCHEMA)
 
 
-def partitions_tables(ids: pa.Array, probes: np.ndarray, rows: int) -> Iterator[pa.Table]:
-    """PARTITIONS_SCHEMA tables of at most `rows` rows: row r of `probes` is `ids[r]`'s."""
-    nprobe = probes.shape[1]
+def _lists(block: np.ndarray, values: pa.DataType) -> pa.ListArray:
+    width = block.shape[1]
+    offsets = np.arange(0, (block.shape[0] + 1) * width, width, dtype=np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(block.reshape(-1), values))
+
+
+def partitions_tables(ids: pa.Array, probes: np.ndarray, rows: int,
+                      scores: np.ndarray | None = None) -> Iterator[pa.Table]:
+    """PARTITIONS_SCHEMA tables of at most `rows` rows: row r of `probes` (and of
+    `scores`, its scores against them) is `ids[r]`'s."""
     for s in range(0, len(ids), max(1, rows)):
         block = np.ascontiguousarray(probes[s:s + rows], np.int32)
-        offsets = np.arange(0, (block.shape[0] + 1) * nprobe, nprobe, dtype=np.int32)
-        yield pa.table({"record_id": ids[s:s + rows],
-                        "probes": pa.ListArray.from_arrays(pa.array(offsets),
-                                                           pa.array(block.reshape(-1)))},
-                       schema=PARTITIONS_SCHEMA)
+        score_lists = (_lists(np.ascontiguousarray(scores[s:s + rows], np.float32),
+                              pa.float32()) if scores is not None
+                       else pa.nulls(block.shape[0], pa.list_(pa.float32())))
+        yield pa.table({"record_id": ids[s:s + rows], "probes": _lists(block, pa.int32()),
+                        "scores": score_lists}, schema=PARTITIONS_SCHEMA)
 
 
 def index_tables(ids: pa.Array, index: PartitionIndex, rows: int
                  ) -> Iterator[tuple[str, pa.Table]]:
     """`(table name, table)` of everything the next night needs of `index`."""
     yield CENTROIDS, centroids_table(index.centroids)
-    for table in partitions_tables(ids, index.probes, rows):
+    for table in partitions_tables(ids, index.probes, rows, index.scores):
         yield PARTITIONS, table
 
 
@@ -60,18 +67,29 @@ def read_centroids(path: str) -> np.ndarray:
     return values.reshape(len(column), -1)
 
 
-def read_probes(path: str, ids: pa.Array, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
-    """`(probes [len(ids), nprobe] int32, found [len(ids)] bool)`: the probes the table
-    at `path` holds for each of `ids`; rows not found are zeros. A table of another
-    width than `nprobe` finds nothing."""
+def read_probes(path: str, ids: pa.Array, nprobe: int
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """`(probes [len(ids), nprobe] int32, scores [len(ids), nprobe] float32 or None,
+    found [len(ids)] bool)`: the probes the table at `path` holds for each of `ids`, and
+    the scores against them where every row has them; rows not found are zeros. A table
+    of another width than `nprobe` finds nothing."""
     table = open_parquet(path).read()
     column = table.column("probes").combine_chunks()
     out = np.zeros((len(ids), nprobe), np.int32)
     lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
     if not len(column) or (lengths != nprobe).any():
-        return out, np.zeros(len(ids), bool)
-    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.int32).reshape(-1, nprobe)
+        return out, None, np.zeros(len(ids), bool)
     pos = pc.index_in(ids, value_set=table.column("record_id").combine_chunks())
     found = pc.is_valid(pos).to_numpy(zero_copy_only=False)
-    out[found] = flat[pos.filter(pc.is_valid(pos)).to_numpy(zero_copy_only=False)]
-    return out, found
+    rows = pos.filter(pc.is_valid(pos)).to_numpy(zero_copy_only=False)
+    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.int32).reshape(-1, nprobe)
+    out[found] = flat[rows]
+    scores = None
+    if "scores" in table.column_names:
+        column = table.column("scores").combine_chunks()
+        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+        if not column.null_count and (lengths == nprobe).all():
+            flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+            scores = np.zeros((len(ids), nprobe), np.float32)
+            scores[found] = flat.reshape(-1, nprobe)[rows]
+    return out, scores, found

@@ -6,19 +6,14 @@ so that a small sample cannot look better than it is.
 
 That exact search is a fixed cost of every approximate run, a night's
 included, so when the partitions are known it skips, without losing a pair,
-the rows that cannot reach the threshold. The angle between unit vectors is a
-distance on the sphere, so for a query q and a row x of partition p (centroid c)
-
-    angle(q, x) >= |angle(q, c) - angle(x, c)|.
-
-A row whose angle to its own centroid differs from the query's angle to that
-centroid by more than the threshold's angle cannot pair with the query. With
-each partition's rows sorted by their angle to its centroid, the rows a query
-may reach form one run; the queries that reach a partition are multiplied
-against the union of their runs. The bound gives way by the worst-case error of
-float32 products (`angle_slack`), so the pairs are those of the unpruned search,
-scored by the same float32 products. Data whose partitions do not separate
-(nothing would be skipped) take the unpruned search.
+the rows that cannot reach the threshold (`angle_bound.py`): a row whose angle
+to its own centroid differs from the query's angle to that centroid by more
+than the threshold's angle cannot pair with the query. With each partition's
+rows sorted by their angle to its centroid, the rows a query may reach form one
+run; the queries that reach a partition are multiplied against the union of
+their runs. The pairs are those of the unpruned search, scored by the same
+float32 products. Data whose partitions do not separate (nothing would be
+skipped) take the unpruned search.
 """
 
 from __future__ import annotations
@@ -28,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from transforms.mine.angle_bound import angles, reach
 from transforms.mine.exact import mine_exact_cross
 from transforms.mine.pairs import Pairs, canonical_pairs, concat_pairs, empty_pairs
 from transforms.mine.threads import map_in_threads
@@ -99,15 +95,6 @@ def wilson_low(got: int, total: int, z: float = 1.96) -> float | None:
     return (centre - margin) / (1 + z * z / total)
 
 
-def angle_slack(dim: int) -> tuple[float, float]:
-    """`(cosine error, angle error)` that bound float32 products of `dim`-wide unit
-    vectors: a sum of `dim` products is within `dim` unit roundoffs of the true
-    cosine (doubled for the vectors' own normalisation), and an error e in a cosine
-    moves its angle by at most sqrt(2e), the worst case being near angle 0."""
-    cos_err = 2.0 * dim * 2.0**-24 + 1e-6
-    return cos_err, 1.01 * math.sqrt(2.0 * cos_err)
-
-
 def exact_hits(x: np.ndarray, queries: np.ndarray, threshold: float, block_size: int,
                centroids: np.ndarray | None = None, labels: np.ndarray | None = None,
                ) -> tuple[Pairs, float]:
@@ -118,17 +105,17 @@ def exact_hits(x: np.ndarray, queries: np.ndarray, threshold: float, block_size:
     xq = np.ascontiguousarray(x[queries], dtype=np.float32)
     if centroids is None or labels is None or threshold <= 0 or not len(x):
         return mine_exact_cross(xq, x, threshold, block_size), 1.0
-    cos_err, angle_err = angle_slack(x.shape[1])
-    # A pair can reach the threshold only if its angle is within `reach`.
-    reach = math.acos(max(-1.0, threshold - cos_err)) + 2.0 * angle_err
+    gap = reach(threshold, x.shape[1])
     nlist = centroids.shape[0]
-    order, offsets, angles = _rows_by_angle(x, centroids, labels)
-    if not np.isfinite(angles).all():  # a NaN row would hide its partition's rows
+    order, offsets, row_angles = _rows_by_angle(x, centroids, labels)
+    if not np.isfinite(row_angles).all():  # a NaN row would hide its partition's rows
         return mine_exact_cross(xq, x, threshold, block_size), 1.0
-    phi = np.arccos(np.clip(centroids @ xq.T, -1.0, 1.0))  # [nlist, queries]
-    first, last = angles[offsets[:-1].clip(max=len(x) - 1)], angles[(offsets[1:] - 1).clip(0)]
+    phi = angles(centroids @ xq.T)  # [nlist, queries]
+    first = row_angles[offsets[:-1].clip(max=len(x) - 1)]
+    last = row_angles[(offsets[1:] - 1).clip(0)]
     sizes = np.diff(offsets)
-    meets = (phi >= (first - reach)[:, None]) & (phi <= (last + reach)[:, None])
+    meets = (phi >= (first - gap)[:, None]) & (phi <= (last + gap)[:, None])
+    meets &= (sizes > 0)[:, None]
     share = float((meets.sum(axis=1) * sizes).sum() / (len(queries) * len(x)))
     if share > MAX_PRUNED_SHARE:
         return mine_exact_cross(xq, x, threshold, block_size), 1.0
@@ -139,9 +126,9 @@ def exact_hits(x: np.ndarray, queries: np.ndarray, threshold: float, block_size:
             q = np.flatnonzero(meets[p])
             if not q.size:
                 continue
-            seg = angles[offsets[p]:offsets[p + 1]]
-            lo = np.searchsorted(seg, phi[p, q].min() - reach, "left")
-            hi = np.searchsorted(seg, phi[p, q].max() + reach, "right")
+            seg = row_angles[offsets[p]:offsets[p + 1]]
+            lo = np.searchsorted(seg, phi[p, q].min() - gap, "left")
+            hi = np.searchsorted(seg, phi[p, q].max() + gap, "right")
             if lo >= hi:
                 continue
             cols = order[offsets[p] + lo:offsets[p] + hi]
@@ -166,7 +153,7 @@ def _rows_by_angle(x: np.ndarray, centroids: np.ndarray, labels: np.ndarray, chu
     cosines = np.empty(n, np.float32)
     for s in range(0, n, chunk):  # small chunks: the gathered centroids stay in cache
         cosines[s:s + chunk] = np.einsum("ij,ij->i", x[s:s + chunk], centroids[labels[s:s + chunk]])
-    angle = np.arccos(np.clip(cosines, -1.0, 1.0)).astype(np.float32)
+    angle = angles(cosines)
     del cosines
     # One integer sort: a non-negative float32's bits order as the float does.
     key = (labels.astype(np.int64) << 32) | angle.view(np.int32).astype(np.int64)

@@ -3,6 +3,7 @@
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from tools.synthetic import clustered_embeddings
 from transforms.mine import incremental_approximate
@@ -63,18 +64,23 @@ def test_partition_tables_round_trip_and_reuse(tmp_path, monkeypatch):
     _, stats, index = mine_approximate_indexed(x[~is_new], 0.9, nprobe=2, recall_sample_size=0)
     pq.write_table(centroids_table(index.centroids), str(tmp_path / "centroids.parquet"))
     old_ids = ids.filter(pa.array(~is_new))
-    pq.write_table(pa.concat_tables(partitions_tables(old_ids, index.probes, 500)),
-                str(tmp_path / "partitions.parquet"))
+    pq.write_table(pa.concat_tables(partitions_tables(old_ids, index.probes, 500,
+                                                      index.scores)),
+                   str(tmp_path / "partitions.parquet"))
     assert np.array_equal(read_centroids(str(tmp_path / "centroids.parquet")), index.centroids)
-    probes, found = read_probes(str(tmp_path / "partitions.parquet"), ids, 2)
+    probes, scores, found = read_probes(str(tmp_path / "partitions.parquet"), ids, 2)
     assert np.array_equal(found, ~is_new)
     assert np.array_equal(probes[~is_new], index.probes)
-    assert not read_probes(str(tmp_path / "partitions.parquet"), ids, 3)[1].any()  # other nprobe
+    assert np.array_equal(scores[~is_new], index.scores)
+    assert not read_probes(str(tmp_path / "partitions.parquet"), ids, 3)[2].any()  # other nprobe
 
     night, reason, fit = reuse_index(str(tmp_path), ids, x, is_new, 2, stats["n"],
                                      stats["centroids_trained_fit"])
     assert reason is None and abs(fit - stats["centroids_trained_fit"]) < 0.1
-    assert np.array_equal(night.probes[is_new], assign(x[is_new], index.centroids, 2)[0])
+    new_probes, new_scores = assign(x[is_new], index.centroids, 2)
+    assert np.array_equal(night.probes[is_new], new_probes)
+    assert np.array_equal(night.scores[is_new], new_scores)
+    assert np.array_equal(night.scores[~is_new], index.scores)
     # new rows that fit no centroid: trained again
     far = x.copy()
     rng = np.random.default_rng(1)
@@ -89,3 +95,68 @@ def test_partition_tables_round_trip_and_reuse(tmp_path, monkeypatch):
     _, reason, _ = reuse_index(str(tmp_path), ids, x, np.zeros(len(x), bool), 2, stats["n"],
                                stats["centroids_trained_fit"])
     assert reason == f"{int(is_new.sum())} old records have no partition in the previous run"
+
+
+def test_a_previous_table_without_scores_has_them_computed(tmp_path):
+    """Runs before the scores were kept: a night computes them from the vectors."""
+    x, is_new = _night(n_old=2000, n_new=100, dim=16)
+    ids = pa.array([f"r{k:05d}" for k in range(len(x))])
+    _, stats, index = mine_approximate_indexed(x[~is_new], 0.9, nprobe=3, recall_sample_size=0)
+    pq.write_table(centroids_table(index.centroids), str(tmp_path / "centroids.parquet"))
+    table = pa.concat_tables(partitions_tables(ids.filter(pa.array(~is_new)), index.probes, 500))
+    pq.write_table(table.drop_columns(["scores"]), str(tmp_path / "partitions.parquet"))
+    assert read_probes(str(tmp_path / "partitions.parquet"), ids, 3)[1] is None
+    night, reason, _ = reuse_index(str(tmp_path), ids, x, is_new, 3, stats["n"],
+                                   stats["centroids_trained_fit"])
+    assert reason is None
+    np.testing.assert_allclose(night.scores[~is_new], index.scores, atol=1e-5)
+
+
+def test_old_probers_skipped_by_their_scores_lose_no_pair():
+    x, is_new = _night(n_old=20000, n_new=400, dim=256, seed=7)
+    _, _, index = mine_approximate_indexed(x, 0.9, nprobe=4, recall_sample_size=0)
+    plain = search_partitions(x, index.probes, index.nlist, 0.9, 256, is_new)
+    pruned = search_partitions(x, index.probes, index.nlist, 0.9, 256, is_new,
+                               scores=index.scores)
+    assert plain[0].size > 50
+    assert np.array_equal(plain[0], pruned[0]) and np.array_equal(plain[1], pruned[1])
+
+
+@pytest.mark.parametrize("new", ["member", "prober"])
+def test_rows_on_the_bound_are_not_skipped(new):
+    """Each prober and member lie on one great circle through the member's centroid, so
+    angle(p, m) = angle(p, c) - angle(m, c); the threshold is the smallest of their
+    scores, so a bound without float32's error loses pairs. New members are searched
+    against the old probers, new probers against the old members."""
+    rng = np.random.default_rng(3)
+    dim, groups = 256, 300
+    centroids = rng.standard_normal((groups, dim)).astype(np.float32)
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    rows = []
+    for c in centroids:
+        other = rng.standard_normal(dim)
+        other -= (other @ c) * c
+        other /= np.linalg.norm(other)
+        near = rng.uniform(0.0, 0.3)
+        for angle in (near, near + 0.45):  # the member, then the prober
+            rows.append(np.cos(angle) * c + np.sin(angle) * other)
+    x = np.array(rows, np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    # each prober has a partition of its own (its own centroid) and probes the
+    # member's second; the member does not probe the prober's, so only the
+    # prober's side finds the pair
+    centroids = np.concatenate([centroids, x[1::2]])
+    probes = np.zeros((len(x), 2), np.int32)
+    probes[0::2, 0] = np.arange(groups)
+    probes[0::2, 1] = (np.arange(groups) + 1) % groups
+    probes[1::2, 0] = groups + np.arange(groups)
+    probes[1::2, 1] = np.arange(groups)
+    scores = np.einsum("ij,ikj->ik", x, centroids[probes])
+    is_new = np.zeros(len(x), bool)
+    is_new[slice(0 if new == "member" else 1, None, 2)] = True
+    threshold = float(np.einsum("ij,ij->i", x[0::2], x[1::2]).min())
+    args = (x, probes, len(centroids), threshold, 64, is_new)
+    plain = search_partitions(*args)
+    pruned = search_partitions(*args, scores=scores)
+    assert plain[0].size > groups // 2
+    assert np.array_equal(plain[0], pruned[0])
