@@ -38,3 +38,13 @@ def reach(threshold: float, dim: int) -> float:
 def angles(cosines: np.ndarray) -> np.ndarray:
     """float32 angles of float32 cosines (clipped: rounding can step past +-1)."""
     return np.arccos(np.clip(cosines, -1.0, 1.0)).astype(np.float32, copy=False)
+
+
+def probe_scores(x: np.ndarray, centroids: np.ndarray, probes: np.ndarray,
+                 chunk: int = 1024) -> np.ndarray:
+    """`[N, nprobe]` float32: each row's score against each centroid it probes (what
+    `assign` returns beside the probes, for probes kept without their scores)."""
+    out = np.empty(probes.shape, np.float32)
+    for s in range(0, len(x), chunk):  # small chunks: the gathered centroids stay in cache
+        out[s:s + chunk] = np.einsum("ij,ikj->ik", x[s:s + chunk], centroids[probes[s:s + chunk]])
+    return out

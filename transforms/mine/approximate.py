@@ -86,16 +86,6 @@ def assign(x: np.ndarray, centroids: np.ndarray, k: int,
     return out, scores
 
 
-def probe_scores(x: np.ndarray, centroids: np.ndarray, probes: np.ndarray,
-                 chunk: int = 1024) -> np.ndarray:
-    """`[N, nprobe]` float32: each row's score against each centroid it probes (what
-    `assign` returns beside the probes, for probes kept without their scores)."""
-    out = np.empty(probes.shape, np.float32)
-    for s in range(0, len(x), chunk):  # small chunks: the gathered centroids stay in cache
-        out[s:s + chunk] = np.einsum("ij,ikj->ik", x[s:s + chunk], centroids[probes[s:s + chunk]])
-    return out
-
-
 @dataclasses.dataclass
 class PartitionIndex:
     """The partitions a mining used: kept in the run folder so a night can reuse them.
@@ -323,7 +313,8 @@ def mine_approximate_indexed(
 
     t = time.perf_counter()
     recall = sampled_recall(x, keys, threshold, recall_sample_size, seed=seed,
-                            block_size=block_size, centroids=centroids, labels=probes[:, 0])
+                            block_size=block_size, centroids=centroids, labels=probes[:, 0],
+                            label_scores=scores[:, 0])
     timings["recall_s"] = time.perf_counter() - t
     pairs = keys_to_pairs(keys, found_scores, n)
     del keys

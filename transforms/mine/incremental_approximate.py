@@ -37,13 +37,13 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.metrics import counter
+from transforms.mine.angle_bound import probe_scores
 from transforms.mine.approximate import (
     PartitionIndex,
     assign,
     keys_to_pairs,
     mine_approximate_indexed,
     partition_stats,
-    probe_scores,
     recall_flag,
     search_partitions,
 )
@@ -119,7 +119,8 @@ def mine_new(vectors: np.ndarray, is_new: np.ndarray, index: PartitionIndex, thr
     t = time.perf_counter()
     recall = sampled_recall(vectors, keys, threshold, recall_sample_size, seed=seed,
                             block_size=block_size, rows=np.flatnonzero(is_new),
-                            centroids=index.centroids, labels=index.probes[:, 0])
+                            centroids=index.centroids, labels=index.probes[:, 0],
+                            label_scores=None if index.scores is None else index.scores[:, 0])
     stats = {**partition_stats(index, threshold, raw), "centroids_reused": True,
              "recall_scope": "new records", **recall, "mine_s": mine_s,
              "recall_s": time.perf_counter() - t}

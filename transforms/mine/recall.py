@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from transforms.mine.angle_bound import angles, reach
+from transforms.mine.angle_bound import angles, probe_scores, reach
 from transforms.mine.exact import mine_exact_cross
 from transforms.mine.pairs import Pairs, canonical_pairs, concat_pairs, empty_pairs
 from transforms.mine.threads import map_in_threads
@@ -36,7 +36,7 @@ MAX_PRUNED_SHARE = 0.5
 def measure_recall(
     x: np.ndarray, found: Pairs, threshold: float, sample_size: int, *, seed: int = 0,
     block_size: int = 4096, centroids: np.ndarray | None = None,
-    labels: np.ndarray | None = None,
+    labels: np.ndarray | None = None, label_scores: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Recall of `found` on the exact pairs of a random sample of query rows.
 
@@ -49,15 +49,18 @@ def measure_recall(
         block_size: most rows multiplied at once.
         centroids, labels: the partitions (`[nlist, d]` unit centroids and each row's
             own partition), which let the exact search skip rows it cannot pair.
+        label_scores: each row's score against its own centroid, where known
+            (`PartitionIndex.scores[:, 0]`); computed otherwise.
     """
     return sampled_recall(x, found.keys(x.shape[0]), threshold, sample_size, seed=seed,
-                          block_size=block_size, centroids=centroids, labels=labels)
+                          block_size=block_size, centroids=centroids, labels=labels,
+                          label_scores=label_scores)
 
 
 def sampled_recall(x: np.ndarray, found_keys: np.ndarray, threshold: float, sample_size: int,
                    *, seed: int, block_size: int, rows: np.ndarray | None = None,
                    centroids: np.ndarray | None = None, labels: np.ndarray | None = None,
-                   ) -> dict[str, Any]:
+                   label_scores: np.ndarray | None = None) -> dict[str, Any]:
     """`measure_recall` on the pairs' keys (`i * N + j`, sorted, unique); the queries
     are sampled from `rows` (default: every row)."""
     n = x.shape[0]
@@ -70,7 +73,8 @@ def sampled_recall(x: np.ndarray, found_keys: np.ndarray, threshold: float, samp
     queries = np.sort(rng.choice(pool, sample_size, replace=False))
     if rows is not None:
         queries = rows[queries]
-    hits, share = exact_hits(x, queries, threshold, block_size, centroids, labels)
+    hits, share = exact_hits(x, queries, threshold, block_size, centroids, labels,
+                             label_scores)
     exact = canonical_pairs(queries[hits.i], hits.j, hits.score, n)
     exact_keys = exact.keys(n)
     pos = np.searchsorted(found_keys, exact_keys)
@@ -97,7 +101,7 @@ def wilson_low(got: int, total: int, z: float = 1.96) -> float | None:
 
 def exact_hits(x: np.ndarray, queries: np.ndarray, threshold: float, block_size: int,
                centroids: np.ndarray | None = None, labels: np.ndarray | None = None,
-               ) -> tuple[Pairs, float]:
+               label_scores: np.ndarray | None = None) -> tuple[Pairs, float]:
     """`(hits, share)`: every `(i, j)` with `x[queries[i]] . x[j] >= threshold`, as
     `mine_exact_cross(x[queries], x)` finds them, and the share of its products
     computed (1.0 unpruned). Pruned through the partitions when they are given and
@@ -107,7 +111,7 @@ def exact_hits(x: np.ndarray, queries: np.ndarray, threshold: float, block_size:
         return mine_exact_cross(xq, x, threshold, block_size), 1.0
     gap = reach(threshold, x.shape[1])
     nlist = centroids.shape[0]
-    order, offsets, row_angles = _rows_by_angle(x, centroids, labels)
+    order, offsets, row_angles = _rows_by_angle(x, centroids, labels, label_scores)
     if not np.isfinite(row_angles).all():  # a NaN row would hide its partition's rows
         return mine_exact_cross(xq, x, threshold, block_size), 1.0
     phi = angles(centroids @ xq.T)  # [nlist, queries]
@@ -144,17 +148,16 @@ def exact_hits(x: np.ndarray, queries: np.ndarray, threshold: float, block_size:
     return (concat_pairs(parts) if parts else empty_pairs()), share
 
 
-def _rows_by_angle(x: np.ndarray, centroids: np.ndarray, labels: np.ndarray, chunk: int = 2048
+def _rows_by_angle(x: np.ndarray, centroids: np.ndarray, labels: np.ndarray,
+                   label_scores: np.ndarray | None = None, chunk: int = 1024
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`(order, offsets, angles)`: rows grouped by partition and, within one, by their
     angle to its centroid; partition p's rows are `order[offsets[p]:offsets[p + 1]]`,
     their angles `angles[offsets[p]:offsets[p + 1]]`, ascending."""
-    n, nlist = len(x), centroids.shape[0]
-    cosines = np.empty(n, np.float32)
-    for s in range(0, n, chunk):  # small chunks: the gathered centroids stay in cache
-        cosines[s:s + chunk] = np.einsum("ij,ij->i", x[s:s + chunk], centroids[labels[s:s + chunk]])
-    angle = angles(cosines)
-    del cosines
+    nlist = centroids.shape[0]
+    if label_scores is None:
+        label_scores = probe_scores(x, centroids, labels[:, None], chunk)[:, 0]
+    angle = angles(label_scores)
     # One integer sort: a non-negative float32's bits order as the float does.
     key = (labels.astype(np.int64) << 32) | angle.view(np.int32).astype(np.int64)
     order = np.argsort(key)
