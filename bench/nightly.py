@@ -270,7 +270,7 @@ def _with_new(keys: np.ndarray, is_new: np.ndarray, n: int) -> np.ndarray:
 
 def _kernels() -> str:
     """The BLAS kernels numpy and faiss run on: the ratio of an approximate night to a
-    scratch run depends on them (docs/nightly.md, "On another CPU the target is missed")."""
+    scratch run depends on them (docs/nightly.md, "On another CPU the target was missed")."""
     import faiss  # noqa: F401 - loads its BLAS, so that threadpoolctl lists it
     from threadpoolctl import threadpool_info
 
