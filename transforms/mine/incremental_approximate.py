@@ -81,9 +81,9 @@ def reuse_index(previous: str, ids, vectors: np.ndarray, is_new: np.ndarray, npr
     lost = int((~found & ~is_new).sum())
     if lost:
         return None, f"{lost} old records have no partition in the previous run", None
-    if scores is None:
-        log.info("the previous partitions table has no scores against the probes (an older "
-                 "run): computing them for %d records", len(ids))
+    if scores is None or not _scores_hold(vectors, centroids, probes, scores, ~is_new):
+        log.info("the previous partitions table has no scores against the probes that hold "
+                 "for tonight's vectors (an older run): computing them for %d records", len(ids))
         scores = probe_scores(vectors, centroids, probes)
     index, fit_new = extend_index(
         PartitionIndex(centroids, probes, trained_n, trained_fit, scores), vectors, is_new)
@@ -92,6 +92,20 @@ def reuse_index(previous: str, ids, vectors: np.ndarray, is_new: np.ndarray, npr
                       f"{fit_new:.4f} against their nearest, {trained_fit:.4f} when trained)"
                       ), fit_new
     return index, None, fit_new
+
+
+def _scores_hold(vectors: np.ndarray, centroids: np.ndarray, probes: np.ndarray,
+                 scores: np.ndarray, old: np.ndarray, sample: int = 1000) -> bool:
+    """Whether the kept scores are tonight's vectors' against their probes, checked on a
+    sample of the old rows: a night skips rows by them, so a stale or damaged table must
+    not be trusted (it would lose pairs without a word)."""
+    if not np.isfinite(scores).all():
+        return False
+    rows = np.flatnonzero(old)
+    if rows.size > sample:
+        rows = np.sort(np.random.default_rng(0).choice(rows, sample, replace=False))
+    return bool(np.allclose(scores[rows], probe_scores(vectors[rows], centroids, probes[rows]),
+                            rtol=0, atol=1e-4))
 
 
 def extend_index(index: PartitionIndex, vectors: np.ndarray, is_new: np.ndarray

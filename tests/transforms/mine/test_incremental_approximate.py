@@ -160,3 +160,23 @@ def test_rows_on_the_bound_are_not_skipped(new):
     pruned = search_partitions(*args, scores=scores)
     assert plain[0].size > groups // 2
     assert np.array_equal(plain[0], pruned[0])
+
+
+def test_kept_scores_that_do_not_hold_for_tonights_vectors_are_computed_again(tmp_path):
+    x, is_new = _night(n_old=2000, n_new=100, dim=16)
+    ids = pa.array([f"r{k:05d}" for k in range(len(x))])
+    _, stats, index = mine_approximate_indexed(x[~is_new], 0.9, nprobe=3, recall_sample_size=0)
+    pq.write_table(centroids_table(index.centroids), str(tmp_path / "centroids.parquet"))
+    for damage in ("stale", "nan"):
+        scores = index.scores.copy()
+        if damage == "stale":
+            scores[::7] -= 0.05
+        else:
+            scores[5, 1] = np.nan
+        pq.write_table(pa.concat_tables(partitions_tables(ids.filter(pa.array(~is_new)),
+                                                          index.probes, 500, scores)),
+                       str(tmp_path / "partitions.parquet"))
+        night, reason, _ = reuse_index(str(tmp_path), ids, x, is_new, 3, stats["n"],
+                                       stats["centroids_trained_fit"])
+        assert reason is None
+        np.testing.assert_allclose(night.scores[~is_new], index.scores, atol=1e-5)
