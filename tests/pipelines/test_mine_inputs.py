@@ -74,6 +74,9 @@ def test_a_pandas_table_with_id_and_vector_only(tmp_path, layout):
     assert summary["groups"]["keeper_fields_left_out"] == ["area", "file_size"]
     # each line is the record's id when the table has no source_uri
     assert (run / "keep.txt").read_text().splitlines() == keep.column("record_id").to_pylist()
+    # the report too: pandas' NaN for the missing source_uri was read as a file name
+    report = (run / "report.html").read_text()
+    assert "near_duplicate" in report and ">nan" not in report
 
 
 @pytest.mark.parametrize("mode", ["exact", "distributed"])

@@ -81,7 +81,7 @@ def collect(folder: str, summary: dict, settings: ReportSettings,
     n_unclean, unclean = unclean_shards(_join(folder, "shards.parquet"), settings.shards_shown)
 
     pair_ids = {r for s in pairs.samples for r in (*s.record_id_a, *s.record_id_b)}
-    where = {r["record_id"]: r for r in members.to_dict("records")}
+    where = {r["record_id"]: r for r in _records(members)}
     config = summary.get("config", {})
     id_column = "record_id" if "embed" in summary.get("stages", []) else config.get(
         "id_column", "record_id")
@@ -187,7 +187,7 @@ def _band_sections(d: dict) -> str:
     for band, count, sample in zip(pairs.bands, pairs.band_counts, pairs.samples):
         out.append(f'<section class="band" id="{band.slug}"><h3>score {P.esc(band.label())}: '
                    f"{count:,} pairs, {len(sample)} shown</h3><div class='pairs'>")
-        for row in sample.to_dict("records"):
+        for row in _records(sample):
             ssim = "-" if row["ssim"] is None else f"{row['ssim']:.4f}"
             out.append(f"<div class='pair'><div class='score'>score <b>{row['score']:.5f}</b>"
                        f" &middot; SSIM <b>{ssim}</b></div><div class='two'>")
@@ -212,7 +212,7 @@ def _groups_section(d: dict) -> str:
            f"score to the keeper. Keeper rule: <code>{_fmt(s.get('keeper_rule'))}</code>.</p>"]
     members = d["members"]
     for group_id, size in d["top"]:
-        rows = members[members.group_id == group_id].to_dict("records")
+        rows = _records(members[members.group_id == group_id])
         out.append(f"<h3>group {group_id}: {size:,} members, {len(rows)} shown</h3>"
                    "<div class='gallery'>")
         for r in rows:
@@ -242,7 +242,7 @@ def _errors_section(d: dict) -> str:
                f"; up to {d['settings'].examples_per_reason} random examples per reason:</p>")
     out.append(P.table(["reason", "stage", "source_uri", "key", "message"], [
         [P.esc(str(r["reason"])), P.esc(str(r["stage"])), P.esc(str(r["source_uri"])),
-         _fmt(r["key"]), P.esc(str(r["message"]))] for r in e.examples.to_dict("records")]))
+         _fmt(r["key"]), P.esc(str(r["message"]))] for r in _records(e.examples)]))
     out.append("</section>")
     return "".join(out)
 
@@ -272,7 +272,7 @@ def _shards_section(d: dict) -> str:
         return "".join(out)
     whole = d["errors"].file_errors
     why = {}
-    for r in whole.to_dict("records"):
+    for r in _records(whole):
         why.setdefault(r["source_uri"], f"{r['reason']}: {r['message']}")
     out.append(f"<p class='note'>{d['n_unclean']:,} files; the first {len(d['unclean'])} by "
                "uri:</p>")
@@ -381,3 +381,9 @@ def write_report(folder: str, summary: dict, options=None,
     log.debug("report %s: %d thumbnails (%d without a picture), %.0f KB, %.1f s", target, shown,
              missing, len(text) / 1024, time.monotonic() - started)
     return target if "://" in target else os.path.abspath(target)
+
+
+def _records(frame) -> list[dict]:
+    """The rows of a pandas frame as dicts, None where a value is missing (pandas gives
+    NaN for a null string, which is truthy and not a string)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
