@@ -138,12 +138,15 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def _without_beams_user_error_tracebacks(record: logging.LogRecord) -> bool:
-    """False for Beam's log of a user or data error raised inside a job: the runner
-    logs it with its traceback before re-raising it, and `exit_code` prints it as
-    one line."""
+    """False for Beam's log of a data error that clipdedup itself raised inside a job
+    (its own `ValueError` subclasses): the runner logs it with its traceback before
+    re-raising it, and `exit_code` prints it as one line. Any other exception keeps
+    its traceback in the log."""
     if not record.name.startswith("apache_beam") or not record.exc_info:
         return True
-    return not isinstance(record.exc_info[1], _user_errors())
+    exc = record.exc_info[1]
+    ours = type(exc).__module__.split(".")[0] in ("transforms", "pipelines")
+    return not (ours and isinstance(exc, _user_errors()))
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

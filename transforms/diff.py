@@ -244,6 +244,10 @@ class DiffRecords(beam.PTransform):
 PAIR_KINDS = ("duplicate", "near_duplicate")  # a pair in both tables of a run counts as the first
 
 
+class PairTableError(ValueError):
+    """A run's pair table that clipdedup could not have written (a data error)."""
+
+
 def pair_rows(batch, kind: str, side: str) -> pa.Table:
     """A batch of one run's duplicates or near_duplicates -> `lo`, `hi` (its ids, lo < hi),
     and the pair's kind code (its index in `PAIR_KINDS`) in the `before` or `after` column
@@ -251,8 +255,8 @@ def pair_rows(batch, kind: str, side: str) -> pa.Table:
     a, b = (batch.column(name).cast(pa.large_string()) for name in ("record_id_a", "record_id_b"))
     if a.null_count or b.null_count:  # a clipdedup run never writes one (the schema says so)
         n = pc.sum(pc.or_(pc.is_null(a), pc.is_null(b))).as_py()
-        raise ValueError(f"the {side} run's {kind}s table has {n} pair{'s' * (n != 1)} "
-                         "without a record id: it was not written by clipdedup")
+        raise PairTableError(f"the {side} run's {kind}s table has {n} pair{'s' * (n != 1)} "
+                             "without a record id: it was not written by clipdedup")
     swap = pc.greater(a, b)
     n = batch.num_rows
     code = pa.array(np.full(n, PAIR_KINDS.index(kind), np.int8))

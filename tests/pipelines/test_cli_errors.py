@@ -107,3 +107,27 @@ def test_main_turns_user_errors_into_one_line_and_keeps_bugs(monkeypatch, capsys
     assert cli.exit_code() == code
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("clipdedup: error: ") and "\n" not in line
+
+
+def test_beams_log_of_our_own_data_errors_is_dropped_and_of_others_kept():
+    import logging
+
+    from pipelines.cli import _without_beams_user_error_tracebacks as keep
+    from transforms.diff import PairTableError
+    from transforms.mine.transform import EmbeddingsTableError
+
+    def record(logger, exc):
+        try:
+            raise exc
+        except Exception:
+            info = sys.exc_info()
+        return logging.LogRecord(logger, logging.ERROR, __file__, 1, "failed", None, info)
+
+    beam_log = "apache_beam.runners.common"
+    assert not keep(record(beam_log, EmbeddingsTableError("2 vectors hold NaN")))
+    assert not keep(record(beam_log, PairTableError("a pair without an id")))
+    assert keep(record(beam_log, ValueError("from numpy, say: a bug keeps its traceback")))
+    assert keep(record(beam_log, RuntimeError("a bug")))
+    assert keep(record("clipdedup", EmbeddingsTableError("logged by us, kept")))
+    assert keep(logging.LogRecord(beam_log, logging.ERROR, __file__, 1, "no exception", None,
+                                  None))
