@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--nprobe", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    args.sample = min(args.sample, args.rows)
 
     from tools.synthetic import clustered_embeddings
     from transforms.mine.approximate import assign, auto_nlist, train_centroids

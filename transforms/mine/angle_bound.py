@@ -32,7 +32,7 @@ def reach(threshold: float, dim: int) -> float:
     """The widest gap between two rows' float32-computed angles to one centroid at
     which their float32 score can still be `threshold` or more."""
     cos_err, angle_err = angle_slack(dim)
-    return math.acos(max(-1.0, threshold - cos_err)) + 2.0 * angle_err
+    return math.acos(min(1.0, max(-1.0, threshold - cos_err))) + 2.0 * angle_err
 
 
 def angles(cosines: np.ndarray) -> np.ndarray:

@@ -105,3 +105,11 @@ def test_recall_the_same_with_and_without_the_partitions():
     for key in ("recall_sampled", "recall_exact_pairs", "recall_found_pairs", "recall_ci95_low"):
         assert stats[key] == plain[key]
     assert stats["recall_exact_pairs"] > 100 and stats["recall_sampled"] < 1.0
+
+
+def test_thresholds_at_the_ends_of_the_range():
+    x = clustered_embeddings(3000, 64, duplicate_fraction=0.1, seed=5)
+    centroids, labels = _partitions(x, 30)
+    queries = np.arange(0, 3000, 3)
+    for threshold in (0.9999, 1.5, 1e-6):  # (at 1.0 self-scores flip with the tiling)
+        _assert_same_as_unpruned(x, queries, threshold, centroids, labels)
