@@ -371,6 +371,29 @@ def _bench_approximate(args, x: np.ndarray, is_new: np.ndarray) -> None:
         print(f"  {label}: {found.size} pairs with a new row, recall on them {true:.5f} "
               f"(against an exact search of the new rows: {exact.size} pairs); "
               f"sampled recall {measured:.4f}")
+    _night_search_with_and_without_scores(x, is_new, previous, t)
+
+
+def _night_search_with_and_without_scores(x: np.ndarray, is_new: np.ndarray, previous,
+                                          threshold: float, rounds: int = 2) -> None:
+    """The night's search alone, with the kept probe scores (the angle bound skips rows)
+    and without (every old prober of a touched partition gathered), interleaved."""
+    from transforms.mine.approximate import search_partitions
+    from transforms.mine.incremental_approximate import extend_index
+
+    index, _ = extend_index(previous, x, is_new)
+    spent: dict[str, list[float]] = {"with": [], "without": []}
+    found = {}
+    for _ in range(rounds):
+        for label, scores in (("without", None), ("with", index.scores)):
+            (keys, _, _), wall, _ = _timed(lambda: search_partitions(
+                x, index.probes, index.nlist, threshold, 4096, is_new, scores=scores))
+            spent[label].append(wall)
+            found[label] = keys
+    same = np.array_equal(found["with"], found["without"])
+    print(f"  the night's search: {' / '.join(f'{w:.2f}' for w in spent['with'])} s with the "
+          f"kept scores, {' / '.join(f'{w:.2f}' for w in spent['without'])} s without; "
+          + ("the same pairs" if same else "the pairs DIFFER"))
 
 
 def main() -> None:
