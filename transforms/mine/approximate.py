@@ -45,6 +45,7 @@ from transforms.mine.threads import THREADS, map_in_threads
 
 log = logging.getLogger(__name__)
 
+
 def auto_nlist(n: int, nprobe: int) -> int:
     """Balances assignment (N * nlist) against mining (N * nprobe * N / nlist)."""
     return int(max(1, min(n // 64, round(math.sqrt(nprobe * n)))))
