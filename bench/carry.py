@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,9 +31,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the child process runs the code of the checkout it is started in (--trees)
 sys.path.insert(0, os.getcwd() if "--night" in sys.argv else ROOT)
+sys.path.insert(1, ROOT)  # bench.children, whichever checkout runs the night
 
-
-PREFIX = "RESULT "
+from bench import children  # noqa: E402
 
 
 def _peak_mb() -> float:
@@ -144,7 +143,7 @@ def main() -> None:
         pattern, previous, staging, dim = args.night
         started = time.perf_counter()
         night(pattern, previous, staging, int(dim))
-        print(PREFIX + json.dumps({"wall": time.perf_counter() - started, "peak_mb": _peak_mb()}))
+        children.emit({"wall": time.perf_counter() - started, "peak_mb": _peak_mb()})
         return
 
     work = args.work or tempfile.mkdtemp(prefix="clipdedup-bench-carry-")
@@ -157,13 +156,8 @@ def main() -> None:
     for repeat in range(args.repeats):
         for tree in args.trees:
             staging = os.path.join(work, f"staging-{len(results[tree])}-{abs(hash(tree))}")
-            command = [sys.executable, os.path.abspath(__file__), "--night", pattern, previous,
-                       staging, str(args.dim)]
-            out = subprocess.run(command, cwd=tree, capture_output=True, text=True)
-            lines = [line for line in out.stdout.splitlines() if line.startswith(PREFIX)]
-            if out.returncode or not lines:
-                sys.exit(f"{tree}: the night failed:\n{out.stderr[-3000:]}")
-            child = json.loads(lines[-1][len(PREFIX):])
+            child = children.run(__file__, ["--night", pattern, previous, staging,
+                                            str(args.dim)], tree)
             results[tree].append(child["wall"])
             print(f"  {tree}: {child['wall']:7.1f} s, peak {child['peak_mb']:,.0f} MB; "
                   f"{_check(previous, staging)}", flush=True)

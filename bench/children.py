@@ -35,13 +35,14 @@ def emit(result: dict) -> None:
     print(PREFIX + json.dumps(result), flush=True)
 
 
-def run(script: str, argv: list[str]) -> dict:
-    """`python script *argv` from the repository root; its last RESULT line.
-    Exits with the child's output tail if it failed or printed no result."""
-    env = dict(os.environ, PYTHONPATH=ROOT, TRANSFORMERS_VERBOSITY="error",
+def run(script: str, argv: list[str], tree: str = ROOT) -> dict:
+    """`python script *argv` in the checkout `tree` (default: this repository), its code
+    first on the path; its last RESULT line. Exits with the child's output tail if it
+    failed or printed no result."""
+    env = dict(os.environ, PYTHONPATH=tree, TRANSFORMERS_VERBOSITY="error",
                PYTHONWARNINGS="ignore")
     proc = subprocess.run([sys.executable, os.path.abspath(script), *argv], capture_output=True,
-                          text=True, env=env, cwd=ROOT, check=False)
+                          text=True, env=env, cwd=tree, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(PREFIX)]
     if proc.returncode or not lines:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
