@@ -65,9 +65,10 @@ def status_rows(batch, status: str, side: str) -> pa.Table:
     file's failure does not): `record_id, source_uri, key, reason, keeper_id` (null for
     errors), `status` and `side` (`before` / `after`)."""
     n = batch.num_rows
+    read = status_columns(status)
 
     def column(name):
-        if name in batch.column_names and not (name == "keeper_id" and status == ERROR):
+        if name in read and name in batch.column_names:
             return batch.column(name).cast(pa.string())
         return pa.nulls(n, pa.string())
 
@@ -81,9 +82,9 @@ STATUS_COLUMNS = ("record_id", "source_uri", "key", "reason", "keeper_id")
 
 
 def status_columns(status: str) -> list[str]:
-    """The columns of a run's table of `status` rows that `status_rows` reads."""
-    return ["record_id", "source_uri", "key", "reason"] + (
-        ["keeper_id"] if status != ERROR else [])
+    """The columns of a run's table of `status` rows that `status_rows` reads: an error
+    row has no keeper."""
+    return [name for name in STATUS_COLUMNS if not (name == "keeper_id" and status == ERROR)]
 
 
 class ReadStatuses(beam.PTransform):
