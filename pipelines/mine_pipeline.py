@@ -73,16 +73,15 @@ def mining_options(config: Config) -> dict:
 def _id_vectors(table: pa.Table, id_column: str, embedding_column: str):
     """(id as a string, unit float32 vector) per row: MineDistributed wants unit vectors,
     and a table made elsewhere need not hold them."""
-    from transforms.mine.transform import EmbeddingsTableError, ids_as_strings
+    from transforms.mine.transform import chunk_vectors, ids_as_strings, normalise_rows
 
-    ids = ids_as_strings(table.column(id_column)).to_pylist()
-    for rid, vector in zip(ids, table.column(embedding_column).to_pylist()):
-        v = np.asarray(vector, dtype=np.float32)
-        norm = float(np.linalg.norm(v))
-        if not np.isfinite(norm):
-            raise EmbeddingsTableError(f"the vector of record {rid!r} holds NaN or infinite "
-                                       "values; clipdedup needs finite embeddings")
-        yield rid, (v / norm if norm > 0 else v)
+    if not table.num_rows:
+        return
+    ids = ids_as_strings(table.column(id_column)).combine_chunks()
+    vectors = chunk_vectors(table.column(embedding_column).combine_chunks(),
+                            "the embeddings table").copy()
+    normalise_rows(vectors, ids)  # as the local modes load them
+    yield from zip(ids.to_pylist(), vectors)
 
 
 def _is_duplicate(row: dict, n_partitions: int, threshold: float) -> int:

@@ -99,6 +99,22 @@ def _flat_values(chunk: pa.Array) -> np.ndarray:
     return chunk.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
 
 
+def chunk_vectors(chunk: pa.Array, where: str, dim: int | None = None) -> np.ndarray:
+    """`[len(chunk), d]` float32 of a non-empty (fixed size) list chunk of vectors, `d`
+    being `dim` or else the chunk's own width (possibly a read-only view of the chunk).
+
+    Raises EmbeddingsTableError (naming `where`) for rows without a vector, or vectors
+    not all of that width.
+    """
+    if chunk.null_count:
+        raise EmbeddingsTableError(f"{where}: {chunk.null_count} rows have no vector")
+    values = _flat_values(chunk)
+    dim = dim or len(values) // len(chunk)
+    if len(values) != len(chunk) * dim:
+        raise EmbeddingsTableError(f"{where}: embeddings are not all of width {dim}")
+    return values.reshape(len(chunk), dim)
+
+
 def load_embeddings(patterns: str | list[str], id_column: str = "record_id",
                     embedding_column: str = "embedding") -> tuple[np.ndarray, np.ndarray]:
     """Reads (record_ids sorted ascending, unit float32 vectors [N, d]) from Parquet files.
@@ -141,16 +157,10 @@ def load_embeddings_arrow(patterns: str | list[str], id_column: str = "record_id
         for chunk in column.chunks:
             if not len(chunk):
                 continue
-            if chunk.null_count:
-                raise EmbeddingsTableError(f"{path}: {chunk.null_count} rows have no vector")
-            values = _flat_values(chunk)
+            block = chunk_vectors(chunk, path, None if vectors is None else vectors.shape[1])
             if vectors is None:
-                dim = len(values) // len(chunk)
-                vectors = np.empty((n, dim), dtype=np.float32)
-            if len(values) != len(chunk) * vectors.shape[1]:
-                raise EmbeddingsTableError(f"{path}: embeddings are not all of width "
-                                           f"{vectors.shape[1]}")
-            vectors[dest[row:row + len(chunk)]] = values.reshape(len(chunk), -1)
+                vectors = np.empty((n, block.shape[1]), dtype=np.float32)
+            vectors[dest[row:row + len(chunk)]] = block
             row += len(chunk)
         del column
     if vectors is None:
