@@ -110,7 +110,10 @@ def chunk_vectors(chunk: pa.Array, where: str, dim: int | None = None) -> np.nda
         raise EmbeddingsTableError(f"{where}: {chunk.null_count} rows have no vector")
     values = _flat_values(chunk)
     dim = dim or len(values) // len(chunk)
-    if len(values) != len(chunk) * dim:
+    # The total alone would let rows of 1 and 3 values pass as two rows of 2.
+    if len(values) != len(chunk) * dim or (
+            not pa.types.is_fixed_size_list(chunk.type)
+            and pc.min_max(pc.list_value_length(chunk)).as_py() != {"min": dim, "max": dim}):
         raise EmbeddingsTableError(f"{where}: embeddings are not all of width {dim}")
     return values.reshape(len(chunk), dim)
 

@@ -36,6 +36,11 @@ def test_load_rejects_duplicate_ids_and_ragged_vectors(tmp_path):
         [[1.0, 0.0], [1.0, 0.0, 0.0]], pa.list_(pa.float32()))}), tmp_path / "r.parquet")
     with pytest.raises(EmbeddingsTableError, match="width"):
         load_embeddings(str(tmp_path / "r.parquet"))
+    # rows of 1 and 3 values hold as many as two rows of 2: read as such, they were mixed up
+    pq.write_table(pa.table({"record_id": ["a", "b"], "embedding": pa.array(
+        [[1.0], [1.0, 0.0, 0.0]], pa.list_(pa.float32()))}), tmp_path / "r2.parquet")
+    with pytest.raises(EmbeddingsTableError, match="width"):
+        load_embeddings(str(tmp_path / "r2.parquet"))
 
 
 def test_load_rejects_non_finite_vectors_in_any_block():
