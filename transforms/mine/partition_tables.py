@@ -67,6 +67,16 @@ def read_centroids(path: str) -> np.ndarray:
     return values.reshape(len(column), -1)
 
 
+def _rows_of_lists(column: pa.ChunkedArray, width: int, dtype) -> np.ndarray | None:
+    """`[len(column), width]` of a list column, or None unless it has rows and every row
+    holds `width` values."""
+    column = column.combine_chunks()
+    lengths = pc.list_value_length(column)
+    if not len(column) or lengths.null_count or pc.any(pc.not_equal(lengths, width)).as_py():
+        return None
+    return column.flatten().to_numpy(zero_copy_only=False).astype(dtype).reshape(-1, width)
+
+
 def read_probes(path: str, ids: pa.Array, nprobe: int
                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """`(probes [len(ids), nprobe] int32, scores [len(ids), nprobe] float32 or None,
@@ -74,22 +84,18 @@ def read_probes(path: str, ids: pa.Array, nprobe: int
     the scores against them where every row has them; rows not found are zeros. A table
     of another width than `nprobe` finds nothing."""
     table = open_parquet(path).read()
-    column = table.column("probes").combine_chunks()
     out = np.zeros((len(ids), nprobe), np.int32)
-    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-    if not len(column) or (lengths != nprobe).any():
+    probes = _rows_of_lists(table.column("probes"), nprobe, np.int32)
+    if probes is None:
         return out, None, np.zeros(len(ids), bool)
     pos = pc.index_in(ids, value_set=table.column("record_id").combine_chunks())
     found = pc.is_valid(pos).to_numpy(zero_copy_only=False)
     rows = pos.filter(pc.is_valid(pos)).to_numpy(zero_copy_only=False)
-    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.int32).reshape(-1, nprobe)
-    out[found] = flat[rows]
+    out[found] = probes[rows]
+    kept = (_rows_of_lists(table.column("scores"), nprobe, np.float32)
+            if "scores" in table.column_names else None)
     scores = None
-    if "scores" in table.column_names:
-        column = table.column("scores").combine_chunks()
-        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-        if not column.null_count and (lengths == nprobe).all():
-            flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-            scores = np.zeros((len(ids), nprobe), np.float32)
-            scores[found] = flat.reshape(-1, nprobe)[rows]
+    if kept is not None:
+        scores = np.zeros((len(ids), nprobe), np.float32)
+        scores[found] = kept[rows]
     return out, scores, found
